@@ -1,0 +1,34 @@
+package fsm
+
+import (
+	"time"
+
+	"github.com/berthpaas/berth/cluster/state"
+)
+
+// AppCreate creates an app.
+type AppCreate struct {
+	Audited
+	Name string    `json:"name"`
+	Time time.Time `json:"time"`
+}
+
+// Type implements Command.
+func (AppCreate) Type() MessageType { return AppCreateType }
+
+func applyAppCreate(txn *state.Txn, c AppCreate) (any, error) {
+	return txn.CreateApp(c.Name, c.Time)
+}
+
+// AppDestroy deletes an app with its config.
+type AppDestroy struct {
+	Audited
+	Name string `json:"name"`
+}
+
+// Type implements Command.
+func (AppDestroy) Type() MessageType { return AppDestroyType }
+
+func applyAppDestroy(txn *state.Txn, c AppDestroy) (any, error) {
+	return nil, txn.DeleteApp(c.Name)
+}

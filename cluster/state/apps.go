@@ -1,0 +1,85 @@
+package state
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// App is an app's record.
+type App struct {
+	Name        string
+	CreatedAt   time.Time
+	CreateIndex uint64
+	ModifyIndex uint64
+}
+
+// CreateApp inserts a new app; ErrExists if the name is taken.
+func (t *Txn) CreateApp(name string, at time.Time) (*App, error) {
+	existing, err := t.txn.First(tableApps, "id", name)
+	if err != nil {
+		return nil, fmt.Errorf("look up app: %w", err)
+	}
+	if existing != nil {
+		return nil, fmt.Errorf("app %q: %w", name, ErrExists)
+	}
+	app := &App{Name: name, CreatedAt: at, CreateIndex: t.index, ModifyIndex: t.index}
+	if err := t.txn.Insert(tableApps, app); err != nil {
+		return nil, fmt.Errorf("insert app: %w", err)
+	}
+	return app, t.bump(tableApps)
+}
+
+// DeleteApp removes an app and everything that belongs to it.
+func (t *Txn) DeleteApp(name string) error {
+	existing, err := t.txn.First(tableApps, "id", name)
+	if err != nil {
+		return fmt.Errorf("look up app: %w", err)
+	}
+	if existing == nil {
+		return fmt.Errorf("app %q: %w", name, ErrNotFound)
+	}
+	if err := t.txn.Delete(tableApps, existing); err != nil {
+		return fmt.Errorf("delete app: %w", err)
+	}
+	if _, err := t.txn.DeleteAll(tableConfig, "id", name); err != nil {
+		return fmt.Errorf("delete config: %w", err)
+	}
+	return t.bump(tableApps, tableConfig)
+}
+
+// Apps lists all apps in name order, with the apps table's index.
+func (s *Snapshot) Apps(ws memdb.WatchSet) ([]*App, uint64, error) {
+	idx := maxIndex(s.txn, ws, tableApps)
+	it, err := s.txn.Get(tableApps, "id")
+	if err != nil {
+		return nil, 0, fmt.Errorf("list apps: %w", err)
+	}
+	ws.Add(it.WatchCh())
+	var out []*App
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*App))
+	}
+	return out, idx, nil
+}
+
+// App returns one app or ErrNotFound.
+func (s *Snapshot) App(ws memdb.WatchSet, name string) (*App, uint64, error) {
+	idx := maxIndex(s.txn, ws, tableApps)
+	ch, raw, err := s.txn.FirstWatch(tableApps, "id", name)
+	if err != nil {
+		return nil, 0, fmt.Errorf("get app: %w", err)
+	}
+	ws.Add(ch)
+	if raw == nil {
+		return nil, idx, fmt.Errorf("app %q: %w", name, ErrNotFound)
+	}
+	return raw.(*App), idx, nil
+}
+
+// AppExists reports whether an app exists (for the FSM's checks).
+func (t *Txn) AppExists(name string) bool {
+	raw, err := t.txn.First(tableApps, "id", name)
+	return err == nil && raw != nil
+}
