@@ -16,6 +16,7 @@ const (
 	CodeTooLarge     = "too_large"
 	CodeNoLeader     = "no_leader"
 	CodeInternal     = "internal"
+	CodeUnavailable  = "unavailable"
 )
 
 // Error is the body of every non-2xx response:

@@ -12,6 +12,7 @@ var (
 	ErrNotFound            = errors.New("not found")
 	ErrExists              = errors.New("already exists")
 	ErrAlreadyBootstrapped = errors.New("already bootstrapped")
+	ErrLastAdmin           = errors.New("last admin token")
 )
 
 // Store is the state store. It is safe for concurrent use; writes come only

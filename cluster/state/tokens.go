@@ -50,6 +50,9 @@ func (t *Txn) DeleteToken(idOrName string) (*Token, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("token %q: %w", idOrName, ErrNotFound)
 	}
+	if tok := raw.(*Token); tok.Role == "admin" && t.adminCount() <= 1 {
+		return nil, fmt.Errorf("token %q is the last admin token; create another admin token first: %w", tok.Name, ErrLastAdmin)
+	}
 	if err := t.txn.Delete(tableTokens, raw); err != nil {
 		return nil, fmt.Errorf("delete token: %w", err)
 	}
@@ -81,4 +84,18 @@ func (s *Snapshot) TokenBySecretHash(hash string) (*Token, error) {
 		return nil, ErrNotFound
 	}
 	return raw.(*Token), nil
+}
+
+func (t *Txn) adminCount() int {
+	it, err := t.txn.Get(tableTokens, "id")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if raw.(*Token).Role == "admin" {
+			n++
+		}
+	}
+	return n
 }

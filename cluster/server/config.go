@@ -1,0 +1,158 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Duration is a time.Duration written as "500ms" in config files.
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("durations are strings like \"500ms\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// RaftConfig tunes raft. Zero values take the defaults.
+type RaftConfig struct {
+	HeartbeatTimeout   Duration `json:"heartbeat_timeout,omitempty"`
+	ElectionTimeout    Duration `json:"election_timeout,omitempty"`
+	LeaderLeaseTimeout Duration `json:"leader_lease_timeout,omitempty"`
+	SnapshotThreshold  uint64   `json:"snapshot_threshold,omitempty"`
+	SnapshotInterval   Duration `json:"snapshot_interval,omitempty"`
+	TrailingLogs       uint64   `json:"trailing_logs,omitempty"`
+}
+
+// Config is a server's user-facing configuration: flags and the optional
+// JSON config file both fill it; unknown keys in the file are errors.
+type Config struct {
+	Name            string     `json:"name,omitempty"`
+	DataDir         string     `json:"data_dir,omitempty"`
+	Bind            string     `json:"bind,omitempty"`
+	Advertise       string     `json:"advertise,omitempty"`
+	RaftBind        string     `json:"raft_bind,omitempty"`
+	RaftAdvertise   string     `json:"raft_advertise,omitempty"`
+	BootstrapExpect int        `json:"bootstrap_expect,omitempty"`
+	Join            []string   `json:"join,omitempty"`
+	JoinToken       string     `json:"join_token,omitempty"`
+	Dev             bool       `json:"dev,omitempty"`
+	MaxBodyBytes    int64      `json:"max_body_bytes,omitempty"`
+	Raft            RaftConfig `json:"raft,omitempty"`
+}
+
+// Defaults of a server.
+const (
+	DefaultBind     = "127.0.0.1:4880"
+	DefaultRaftBind = "127.0.0.1:4881"
+)
+
+// Default raft timings suit a LAN: a dead leader is replaced in about a
+// second, without spurious elections on a busy 2-core machine.
+const (
+	defaultHeartbeat   = 600 * time.Millisecond
+	defaultElection    = 600 * time.Millisecond
+	defaultLeaderLease = 300 * time.Millisecond
+)
+
+// LoadFile reads a JSON config file over c, rejecting unknown keys.
+func (c *Config) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config file: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// applyDefaults fills what is unset.
+func (c *Config) applyDefaults() error {
+	if c.Bind == "" {
+		c.Bind = DefaultBind
+	}
+	if c.RaftBind == "" {
+		c.RaftBind = DefaultRaftBind
+	}
+	if c.Advertise == "" {
+		c.Advertise = c.Bind
+	}
+	if c.RaftAdvertise == "" {
+		c.RaftAdvertise = c.RaftBind
+	}
+	if c.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("no --name and no hostname: %w", err)
+		}
+		c.Name = h
+	}
+	if c.Dev || (c.BootstrapExpect == 0 && len(c.Join) == 0) {
+		c.BootstrapExpect = 1
+	}
+	r := &c.Raft
+	for _, p := range []struct {
+		dst *Duration
+		def Duration
+	}{
+		{&r.HeartbeatTimeout, Duration(defaultHeartbeat)}, {&r.ElectionTimeout, Duration(defaultElection)},
+		{&r.LeaderLeaseTimeout, Duration(defaultLeaderLease)},
+	} {
+		if *p.dst == 0 {
+			*p.dst = p.def
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration after defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required (or use --dev)"))
+	} else if !filepath.IsAbs(c.DataDir) {
+		errs = append(errs, fmt.Errorf("data dir %q must be an absolute path", c.DataDir))
+	}
+	for _, a := range []struct{ what, addr string }{{"--bind", c.Bind}, {"--raft-bind", c.RaftBind}, {"--advertise", c.Advertise}, {"--raft-advertise", c.RaftAdvertise}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q must be host:port", a.what, a.addr))
+		}
+	}
+	for _, a := range []struct{ what, addr string }{{"--advertise", c.Advertise}, {"--raft-advertise", c.RaftAdvertise}} {
+		if host, _, err := net.SplitHostPort(a.addr); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+				errs = append(errs, fmt.Errorf("%s %q: other servers cannot dial an unspecified address; give a reachable one", a.what, a.addr))
+			}
+		}
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 7 {
+		errs = append(errs, fmt.Errorf("--bootstrap-expect %d: use 1, 3 or 5", c.BootstrapExpect))
+	}
+	if c.BootstrapExpect > 1 && len(c.Join) == 0 {
+		errs = append(errs, fmt.Errorf("--bootstrap-expect %d needs --join with the other servers' API addresses", c.BootstrapExpect))
+	}
+	if c.Dev && len(c.Join) > 0 {
+		errs = append(errs, errors.New("--dev runs a single server; drop --join"))
+	}
+	return errors.Join(errs...)
+}
