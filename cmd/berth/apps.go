@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/berthpaas/berth/cluster/api"
+	"github.com/urfave/cli/v2"
+)
+
+func appsCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "apps",
+		Usage:  "create, list, inspect and destroy apps",
+		Action: appsList,
+		Subcommands: []*cli.Command{
+			{Name: "create", Usage: "create an app", ArgsUsage: "NAME", Action: appsCreate},
+			{Name: "list", Usage: "list apps", Action: appsList},
+			{Name: "info", Usage: "show an app", ArgsUsage: "[NAME]", Flags: []cli.Flag{appFlag()}, Action: appsInfo},
+			{Name: "destroy", Usage: "destroy an app and its config", ArgsUsage: "NAME --confirm NAME",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "confirm", Usage: "the app's name again"}}, Action: appsDestroy},
+		},
+	}
+}
+
+// nameArg returns the single NAME argument, validated.
+func nameArg(c *cli.Context, usage string) (string, error) {
+	if c.NArg() != 1 {
+		return "", cli.Exit("usage: "+usage, 2)
+	}
+	name := c.Args().First()
+	return name, api.ValidateAppName(name)
+}
+
+func appsCreate(c *cli.Context) error {
+	name, err := nameArg(c, "berth apps create NAME")
+	if err != nil {
+		return err
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	app, err := cl.CreateApp(c.Context, name)
+	if err != nil {
+		return err
+	}
+	return emit(c, app, func(w io.Writer) { fmt.Fprintf(w, "Created app %s\n", app.Name) })
+}
+
+func appsList(c *cli.Context) error {
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	apps, _, err := cl.Apps(c.Context, nil)
+	if err != nil {
+		return err
+	}
+	return emit(c, apps, func(w io.Writer) {
+		if len(apps) == 0 {
+			fmt.Fprintln(w, "No apps yet. Create one with: berth apps create NAME")
+			return
+		}
+		var rows [][]string
+		for _, a := range apps {
+			rows = append(rows, []string{a.Name, ago(a.CreatedAt)})
+		}
+		table(w, []string{"NAME", "CREATED"}, rows)
+	})
+}
+
+func appsInfo(c *cli.Context) error {
+	var name string
+	var err error
+	if c.NArg() > 0 {
+		name, err = nameArg(c, "berth apps info NAME")
+	} else {
+		name, err = appName(c)
+	}
+	if err != nil {
+		return err
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	app, _, err := cl.App(c.Context, name, nil)
+	if err != nil {
+		return err
+	}
+	cfg, _, err := cl.Config(c.Context, name, nil)
+	if err != nil {
+		return err
+	}
+	return emit(c, app, func(w io.Writer) {
+		table(w, []string{"NAME", "CREATED", "CONFIG VARS"}, [][]string{{app.Name, app.CreatedAt.Format("2006-01-02 15:04:05 MST"), strconv.Itoa(len(cfg.Keys))}})
+	})
+}
+
+func appsDestroy(c *cli.Context) error {
+	name, err := nameArg(c, "berth apps destroy NAME --confirm NAME")
+	if err != nil {
+		return err
+	}
+	if c.String("confirm") != name {
+		return cli.Exit(fmt.Sprintf("destroying %s deletes it and its config for good; run again with --confirm %s", name, name), 2)
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	if err := cl.DestroyApp(c.Context, name); err != nil {
+		return err
+	}
+	return emit(c, map[string]string{"destroyed": name}, func(w io.Writer) { fmt.Fprintf(w, "Destroyed app %s\n", name) })
+}
