@@ -43,6 +43,7 @@ type Self struct {
 	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
 	LastContact       string `json:"last_contact"`
 	HasState          bool   `json:"has_state"`
+	HasKeyring        bool   `json:"has_keyring"`
 	BootstrapExpect   int    `json:"bootstrap_expect,omitempty"`
 	Version           string `json:"version"`
 }
@@ -105,7 +106,8 @@ func (c *Client) ClusterRemove(ctx context.Context, name string) error {
 	return c.write(ctx, http.MethodDelete, "/v1/cluster/members/"+esc(name), nil, nil)
 }
 
-// ClusterSnapshot makes the leader take a raft snapshot now.
+// ClusterSnapshot makes the server this client talks to take a raft
+// snapshot now (compacting its log).
 func (c *Client) ClusterSnapshot(ctx context.Context) error {
 	return c.write(ctx, http.MethodPost, "/v1/cluster/snapshot", nil, nil)
 }

@@ -64,11 +64,13 @@ func New(self string, signer func() Signer, log *slog.Logger) *Forwarder {
 // IsForwarded reports whether r was forwarded by another server.
 func IsForwarded(r *http.Request) bool { return r.Header.Get(HeaderForwardedBy) != "" }
 
-// Forward proxies r to the leader's API at leaderAddr (host:port). onErr
-// writes an error response when the leader cannot be reached.
-func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, leaderAddr string, onErr func(http.ResponseWriter, error)) {
+// Forward proxies r to the leader's API at leaderAddr (host:port). If the
+// leader cannot be reached, Forward writes nothing and returns the error, so
+// the caller may retry (with a fresh body) or answer itself.
+func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, leaderAddr string) error {
 	target := &url.URL{Scheme: "http", Host: leaderAddr}
 	remote := ClientAddr(r, f.signer())
+	var failed error
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -83,11 +85,12 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, leaderAddr s
 		},
 		Transport:     f.transport,
 		FlushInterval: -1,
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			onErr(w, fmt.Errorf("forward to leader at %s: %w", leaderAddr, err))
+		ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) {
+			failed = fmt.Errorf("forward to leader at %s: %w", leaderAddr, err)
 		},
 	}
 	proxy.ServeHTTP(w, r)
+	return failed
 }
 
 func sign(s Signer, remote string, r *http.Request) []byte {

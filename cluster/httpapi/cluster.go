@@ -28,7 +28,7 @@ func (a *API) Self() api.Self {
 	return api.Self{
 		Name: a.cfg.Name, APIAddr: a.cfg.APIAddr, RaftAddr: a.cfg.Node.Addr(), State: st.State, Leader: leader,
 		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastSnapshotIndex: st.LastSnapshotIndex,
-		LastContact: lc, HasState: len(servers) > 0, BootstrapExpect: a.cfg.BootstrapExpect, Version: a.cfg.Version,
+		LastContact: lc, HasState: len(servers) > 0, HasKeyring: a.cfg.Keyring.Load() != nil, BootstrapExpect: a.cfg.BootstrapExpect, Version: a.cfg.Version,
 	}
 }
 

@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -39,6 +41,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	Version  string
+	// LeaderReady reports whether this server, if leader, has caught its
+	// state up with everything committed before its term (raft Barrier). A
+	// new leader must not answer from older state.
+	LeaderReady func() bool
 	// LeaderWait bounds how long a request waits for an election before
 	// failing with 503.
 	LeaderWait time.Duration
@@ -83,7 +89,7 @@ func (a *API) routes() {
 	a.handle("GET /v1/cluster/keyring", local, a.clusterKeyring)
 	a.handle("POST /v1/cluster/members", write, a.clusterJoin)
 	a.handle("DELETE /v1/cluster/members/{name}", write, a.clusterRemove)
-	a.handle("POST /v1/cluster/snapshot", write, a.clusterSnapshot)
+	a.handle("POST /v1/cluster/snapshot", local, a.clusterSnapshot)
 	a.mux.Handle("GET /v1/metrics", a.metrics.handler())
 	// Apps and config.
 	a.handle("GET /v1/apps", read, a.appsList)
@@ -174,7 +180,7 @@ func (a *API) handle(pattern string, k kind, h handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, hr *http.Request) {
 		_, stale := hr.URL.Query()["stale"]
 		if k == write || (k == read && !stale) {
-			if !a.cfg.Node.IsLeader() {
+			if !a.isLeader() {
 				a.forward(w, hr)
 				return
 			}
@@ -188,33 +194,51 @@ func (a *API) handle(pattern string, k kind, h handlerFunc) {
 	})
 }
 
-// forward sends hr to the leader, waiting a bounded time for an election.
+// forward sends hr to the leader. While no leader is known, or the known
+// one cannot be reached (it may have just died), it retries for up to
+// LeaderWait, then answers 503. The body is buffered (it is at most MaxBody)
+// so a retry can send it again.
 func (a *API) forward(w http.ResponseWriter, hr *http.Request) {
 	if forward.IsForwarded(hr) {
 		writeError(w, forward.ErrHop)
 		return
 	}
+	body, err := io.ReadAll(hr.Body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(hr.Context(), a.cfg.LeaderWait)
 	defer cancel()
+	last := raftnode.ErrNoLeader
 	for {
-		if a.cfg.Node.IsLeader() {
+		hr.Body = io.NopCloser(bytes.NewReader(body))
+		if a.isLeader() {
 			// We won an election while waiting: serve it ourselves.
 			a.mux.ServeHTTP(w, hr)
 			return
 		}
-		if _, id := a.cfg.Node.Leader(); id != "" {
+		if _, id := a.cfg.Node.Leader(); id != "" && id != a.cfg.Name {
 			if addr := a.leaderAPIAddr(id); addr != "" {
-				a.fwd.Forward(w, hr, addr, writeError)
-				return
+				err := a.fwd.Forward(w, hr, addr)
+				if err == nil {
+					return
+				}
+				last = fmt.Errorf("%w: %v", errLeaderUnreachable, err)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			writeError(w, fmt.Errorf("no leader elected within %s: %w", a.cfg.LeaderWait, raftnode.ErrNoLeader))
+			writeError(w, fmt.Errorf("no reachable leader within %s: %w", a.cfg.LeaderWait, last))
 			return
 		case <-time.After(25 * time.Millisecond):
 		}
 	}
+}
+
+// isLeader reports whether this server may serve leader-only requests.
+func (a *API) isLeader() bool {
+	return a.cfg.Node.IsLeader() && (a.cfg.LeaderReady == nil || a.cfg.LeaderReady())
 }
 
 func (a *API) leaderAPIAddr(id string) string {

@@ -31,84 +31,95 @@ func (s *Server) bootstrapSingle() error {
 	return s.node.Bootstrap([]raft.Server{s.self()})
 }
 
-// form discovers the --join peers and, once bootstrap-expect servers (this
-// one included) are known and none has a cluster yet, bootstraps them all
-// with the same configuration; raft accepts identical bootstraps on every
-// founder. If a peer already belongs to a cluster, this server joins it.
+// form discovers the --join peers and forms a new cluster once
+// bootstrap-expect servers (this one included) are known.
+//
+// The first founder by name is the seed: it makes the keyring, waits until
+// every other founder has fetched it, and only then bootstraps raft with all
+// founders. The others never bootstrap: they have no raft configuration, so
+// they start no election until the seed's leader reaches them. That way no
+// leader, and so no root token, can exist before every founder holds the
+// keyring (fetching it needs no token only until the root token exists).
+// A server that finds an existing cluster and has no keyring joins it.
 func (s *Server) form(ctx context.Context) error {
 	logged := 0
-	for {
-		found := map[string]api.Self{s.cfg.Name: {Name: s.cfg.Name, APIAddr: s.cfg.Advertise, RaftAddr: s.cfg.RaftAdvertise}}
+	for ; ; logged++ {
+		if servers, err := s.node.Servers(); err == nil && len(servers) > 0 {
+			return nil // the seed's leader has reached us
+		}
+		found := map[string]api.Self{s.cfg.Name: {Name: s.cfg.Name, APIAddr: s.cfg.Advertise, RaftAddr: s.cfg.RaftAdvertise, HasKeyring: s.keyring.Load() != nil}}
 		existing := false
 		for _, addr := range s.cfg.Join {
 			self, err := api.NewClient(addr, "", nil).ClusterSelf(ctx)
 			if err != nil {
 				continue
 			}
-			if self.HasState {
-				existing = true
-			}
+			existing = existing || self.HasState
 			if self.Name != s.cfg.Name {
 				found[self.Name] = *self
 			}
 		}
-		if existing {
+		switch {
+		case existing && s.keyring.Load() != nil:
+			s.log.Info("the cluster has formed; waiting for its leader")
+			return nil
+		case existing:
 			s.log.Info("a peer already belongs to a cluster; joining it")
 			return s.join(ctx)
-		}
-		if len(found) == s.cfg.BootstrapExpect {
-			return s.found(ctx, found)
-		}
-		if len(found) > s.cfg.BootstrapExpect && logged%20 == 0 {
+		case len(found) == s.cfg.BootstrapExpect:
+			done, err := s.found(ctx, found)
+			if done || err != nil {
+				return err
+			}
+		case len(found) > s.cfg.BootstrapExpect && logged%20 == 0:
 			s.log.Error("more servers than --bootstrap-expect are reachable; refusing to guess the founders", "found", len(found), "expect", s.cfg.BootstrapExpect)
-		} else if logged%20 == 0 {
+		case logged%20 == 0:
 			s.log.Info("waiting for peers to form the cluster", "found", len(found), "expect", s.cfg.BootstrapExpect)
 		}
-		logged++
-		if err := sleep(ctx, retryEvery); err != nil {
+		if err := sleep(ctx, retryEvery/5); err != nil {
 			return err
 		}
 	}
 }
 
-// found bootstraps the founders. The first founder by name makes the
-// keyring; the others fetch it from that founder before bootstrapping.
-func (s *Server) found(ctx context.Context, founders map[string]api.Self) error {
+// found takes one step of formation among the founders and reports
+// whether this server is done forming.
+func (s *Server) found(ctx context.Context, founders map[string]api.Self) (bool, error) {
 	names := make([]string, 0, len(founders))
 	for n := range founders {
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	seed := names[0]
 	s.peersMu.Lock()
-	var servers []raft.Server
 	for _, n := range names {
 		s.peers[n] = founders[n].APIAddr
-		servers = append(servers, raft.Server{ID: raft.ServerID(n), Address: raft.ServerAddress(founders[n].RaftAddr), Suffrage: raft.Voter})
 	}
 	s.peersMu.Unlock()
 
-	if names[0] == s.cfg.Name {
-		if err := s.ensureKeyring(); err != nil {
-			return err
-		}
-	} else if s.keyring.Load() == nil {
-		seed := founders[names[0]].APIAddr
-		for {
-			k, err := fetchKeyring(ctx, seed, s.cfg.JoinToken)
-			if err == nil {
-				if err := s.setKeyring(k); err != nil {
-					return err
-				}
-				break
+	if seed != s.cfg.Name {
+		if s.keyring.Load() == nil {
+			k, err := fetchKeyring(ctx, founders[seed].APIAddr, s.cfg.JoinToken)
+			if err != nil {
+				s.log.Debug("waiting for the keyring", "from", seed, "err", err)
+				return false, nil
 			}
-			s.log.Debug("waiting for the keyring", "from", names[0], "err", err)
-			if err := sleep(ctx, retryEvery); err != nil {
-				return err
-			}
+			return false, s.setKeyring(k)
 		}
+		return false, nil
+	}
+	if err := s.ensureKeyring(); err != nil {
+		return false, err
+	}
+	var servers []raft.Server
+	for _, n := range names {
+		if !founders[n].HasKeyring && n != s.cfg.Name {
+			return false, nil // not everyone has the keyring yet
+		}
+		servers = append(servers, raft.Server{ID: raft.ServerID(n), Address: raft.ServerAddress(founders[n].RaftAddr), Suffrage: raft.Voter})
 	}
 	s.log.Info("bootstrapping the cluster", "founders", names)
-	return s.node.Bootstrap(servers)
+	return true, s.node.Bootstrap(servers)
 }
 
 func fetchKeyring(ctx context.Context, addr, token string) (*secrets.Keyring, error) {
@@ -161,6 +172,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case leader := <-s.node.LeaderCh():
+			s.leaderReady.Store(false)
 			if leader {
 				if err := s.establishLeadership(ctx); err != nil {
 					s.log.Warn("leader setup incomplete", "err", err)
@@ -177,6 +189,7 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if err := s.node.Barrier(10 * time.Second); err != nil {
 		return fmt.Errorf("barrier: %w", err)
 	}
+	s.leaderReady.Store(s.node.IsLeader())
 	snap := s.node.FSM().State().Snapshot()
 	want := []state.Server{{Name: s.cfg.Name, APIAddr: s.cfg.Advertise, RaftAddr: s.cfg.RaftAdvertise}}
 	s.peersMu.Lock()

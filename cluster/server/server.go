@@ -37,6 +37,9 @@ type Server struct {
 	http    *http.Server
 	ln      net.Listener
 	keyring atomic.Pointer[secrets.Keyring]
+	// leaderReady is true while this server is leader and has applied
+	// everything committed before its term.
+	leaderReady atomic.Bool
 
 	// peers are the API addresses learnt while forming a cluster, used
 	// until the state store records them.
@@ -119,7 +122,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.ln = ln
 	s.api = httpapi.New(httpapi.Config{
 		Name: s.cfg.Name, APIAddr: s.cfg.Advertise, Node: node, Keyring: &s.keyring, BootstrapExpect: s.cfg.BootstrapExpect,
-		Peers: s.peer, MaxBody: s.cfg.MaxBodyBytes, Registry: reg, Logger: s.log, Version: version.Version,
+		Peers: s.peer, LeaderReady: s.leaderReady.Load, MaxBody: s.cfg.MaxBodyBytes, Registry: reg, Logger: s.log, Version: version.Version,
 	})
 	s.http = &http.Server{
 		Handler: s.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,

@@ -18,7 +18,7 @@ func clusterCommand() *cli.Command {
 			{Name: "status", Usage: "leader, term, indexes and each member's state", Action: clusterStatus},
 			{Name: "members", Usage: "list the servers", Action: clusterMembers},
 			{Name: "remove", Usage: "remove a dead or retired server", ArgsUsage: "NAME", Action: clusterRemove},
-			{Name: "snapshot", Usage: "make the leader take a raft snapshot now", Action: clusterSnapshot},
+			{Name: "snapshot", Usage: "make the server at --addr take a raft snapshot now", Action: clusterSnapshot},
 		},
 	}
 }

@@ -1,0 +1,76 @@
+// Package e2e holds black-box tests of berth: real server processes, real
+// raft over TCP on loopback, the real CLI. They use only cluster/api and
+// the harness.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/berthpaas/berth/e2e/harness"
+)
+
+// berthBin is the binary built once for the whole test run.
+var berthBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "berth-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	berthBin, err = harness.Build(ctx, dir)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// newCluster starts an n-server cluster that is killed when the test ends;
+// on failure the servers' logs are printed.
+func newCluster(t *testing.T, n int, raft map[string]any) *harness.Cluster {
+	t.Helper()
+	c, err := harness.New(berthBin, t.TempDir(), n, harness.Options{Raft: raft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			dumpLogs(t, c)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func dumpLogs(t *testing.T, c *harness.Cluster) {
+	for _, s := range c.Servers {
+		b, err := os.ReadFile(s.DataDir + "/" + s.Name + ".log")
+		if err != nil {
+			continue
+		}
+		if len(b) > 20000 {
+			b = b[len(b)-20000:]
+		}
+		t.Logf("---- %s log (tail) ----\n%s", s.Name, b)
+	}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
