@@ -9,8 +9,9 @@ import (
 
 // reorderArgs lets flags follow positional arguments (berth apps destroy web
 // --confirm web), which urfave/cli v2 does not parse by itself: it moves the
-// leaf command's flags, with their values, before its positional arguments.
-// Everything after "--" is left alone.
+// leaf command's flags, with their values, before its positional arguments,
+// and global flags given after the command (berth login --addr X) to the
+// front. Everything after "--" is left alone.
 func reorderArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -42,7 +43,7 @@ func reorderArgs(app *cli.App, args []string) []string {
 			break
 		}
 	}
-	var flagArgs, positional []string
+	var globalArgs, flagArgs, positional []string
 	for len(rest) > 0 {
 		tok := rest[0]
 		if tok == "--" {
@@ -50,6 +51,12 @@ func reorderArgs(app *cli.App, args []string) []string {
 			break
 		}
 		if strings.HasPrefix(tok, "-") && tok != "-" {
+			if !hasFlag(flags, tok) && hasFlag(app.Flags, tok) {
+				n := flagTokens(app.Flags, rest)
+				globalArgs = append(globalArgs, rest[:n]...)
+				rest = rest[n:]
+				continue
+			}
 			n := flagTokens(flags, rest)
 			flagArgs = append(flagArgs, rest[:n]...)
 			rest = rest[n:]
@@ -58,11 +65,23 @@ func reorderArgs(app *cli.App, args []string) []string {
 		positional = append(positional, tok)
 		rest = rest[1:]
 	}
+	out = append(out[:1], append(globalArgs, out[1:]...)...)
 	out = append(out, flagArgs...)
 	if len(positional) > 0 && positional[0] != "--" && slices.ContainsFunc(positional, func(s string) bool { return strings.HasPrefix(s, "-") }) {
 		out = append(out, "--")
 	}
 	return append(out, positional...)
+}
+
+// hasFlag reports whether tok (-x, --name or --name=v) names one of flags.
+func hasFlag(flags []cli.Flag, tok string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(tok, "-"), "=")
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // flagTokens returns how many tokens the flag at rest[0] takes (1 or 2).

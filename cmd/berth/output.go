@@ -22,7 +22,7 @@ func addJSONFlag(cmds []*cli.Command) {
 // emit prints v as JSON when --json is set, else calls human.
 func emit(c *cli.Context, v any, human func(w io.Writer)) error {
 	w := c.App.Writer
-	if c.Bool("json") {
+	if wantJSON(c) {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
@@ -56,4 +56,14 @@ func ago(t time.Time) string {
 		return fmt.Sprintf("%d hours ago", int(d.Hours()))
 	}
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// wantJSON reports whether --json was given to the command or any parent.
+func wantJSON(c *cli.Context) bool {
+	for _, cc := range c.Lineage() {
+		if cc.Bool("json") {
+			return true
+		}
+	}
+	return false
 }
