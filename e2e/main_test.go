@@ -1,6 +1,3 @@
-// Package e2e holds black-box tests of berth: real server processes, real
-// raft over TCP on loopback, the real CLI. They use only cluster/api and
-// the harness.
 package e2e
 
 import (

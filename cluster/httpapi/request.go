@@ -23,8 +23,12 @@ func decodeBody(r *http.Request, v any) error {
 		}
 		return badRequest("reading request body: %v", err)
 	}
-	if len(bytes.TrimSpace(b)) == 0 {
+	trimmed := bytes.TrimSpace(b)
+	if len(trimmed) == 0 {
 		return badRequest("request body is empty; send a JSON object")
+	}
+	if trimmed[0] != '{' {
+		return badRequest("request body must be a JSON object {...}")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -41,7 +45,7 @@ func decodeBody(r *http.Request, v any) error {
 		}
 		return badRequest("malformed JSON: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return badRequest("request body has data after the JSON object")
 	}
 	return nil

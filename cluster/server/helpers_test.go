@@ -25,6 +25,14 @@ func testLogger() *slog.Logger {
 // client. The server stops when the test ends.
 func startDev(t *testing.T) (*Server, *api.Client) {
 	t.Helper()
+	s, cl := startDevNoCleanup(t)
+	t.Cleanup(s.Stop)
+	return s, cl
+}
+
+// startDevNoCleanup is startDev for tests that stop the server themselves.
+func startDevNoCleanup(t *testing.T) (*Server, *api.Client) {
+	t.Helper()
 	pa := ports.New()
 	apiAddr, err := pa.Addr()
 	if err != nil {
@@ -45,7 +53,6 @@ func startDev(t *testing.T) (*Server, *api.Client) {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Stop)
 	tok, _, err := s.DevRootToken(ctx)
 	if err != nil {
 		t.Fatal(err)
