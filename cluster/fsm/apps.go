@@ -32,3 +32,17 @@ func (AppDestroy) Type() MessageType { return AppDestroyType }
 func applyAppDestroy(txn *state.Txn, c AppDestroy) (any, error) {
 	return nil, txn.DeleteApp(c.Name)
 }
+
+// AppUpdate changes an app's settings.
+type AppUpdate struct {
+	Audited
+	Name         string `json:"name"`
+	DeployBranch string `json:"deploy_branch"`
+}
+
+// Type implements Command.
+func (AppUpdate) Type() MessageType { return AppUpdateType }
+
+func applyAppUpdate(txn *state.Txn, c AppUpdate) (any, error) {
+	return txn.UpdateApp(c.Name, c.DeployBranch)
+}

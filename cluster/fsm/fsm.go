@@ -33,6 +33,13 @@ const (
 	ACLBootstrapType MessageType = 6
 	ServerUpsertType MessageType = 7
 	ServerRemoveType MessageType = 8
+	AppUpdateType    MessageType = 9
+	ReleaseType      MessageType = 10
+	RollbackType     MessageType = 11
+	KeyAddType       MessageType = 12
+	KeyRemoveType    MessageType = 13
+	BuildStartType   MessageType = 14
+	BuildFinishType  MessageType = 15
 )
 
 // Command is implemented by every command struct.
@@ -89,6 +96,13 @@ func New(log *slog.Logger) (*FSM, error) {
 		ACLBootstrapType: decoded(applyACLBootstrap),
 		ServerUpsertType: decoded(applyServerUpsert),
 		ServerRemoveType: decoded(applyServerRemove),
+		AppUpdateType:    decoded(applyAppUpdate),
+		ReleaseType:      decoded(applyRelease),
+		RollbackType:     decoded(applyRollback),
+		KeyAddType:       decoded(applyKeyAdd),
+		KeyRemoveType:    decoded(applyKeyRemove),
+		BuildStartType:   decoded(applyBuildStart),
+		BuildFinishType:  decoded(applyBuildFinish),
 	}
 	return f, nil
 }

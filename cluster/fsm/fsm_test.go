@@ -31,6 +31,15 @@ func commands(t *testing.T) [][]byte {
 		TokenRevoke{Audited: audit("tokens.revoke", ""), IDOrName: "ci"},
 		AppDestroy{Audited: audit("apps.destroy", "api"), Name: "api"},
 		ServerRemove{Name: "s9"},
+		AppUpdate{Audited: audit("apps.update", "web"), Name: "web", DeployBranch: "prod"},
+		BuildStart{Build: state.Build{ID: "b1", App: "web", Source: "git", Commit: "abc", StartedAt: at}},
+		BuildFinish{ID: "b1", Status: state.BuildSucceeded, Output: "ok", Release: 1, Time: at},
+		Release{Audited: audit("releases.create", "web"), Release: state.NewRelease{App: "web", Image: "r/web@sha256:1", Digest: "sha256:1", Processes: map[string]string{"web": "./web"}, Kind: "deploy", CreatedAt: at}},
+		ConfigUpdate{Audited: audit("config.set", "web"), App: "web", Set: map[string][]byte{"C": {9}}, Description: "Set C", By: "root", Time: at},
+		Rollback{Audited: audit("releases.rollback", "web"), App: "web", By: "root", Time: at},
+		KeyAdd{Audited: audit("keys.add", ""), Key: state.Key{Fingerprint: "SHA256:x", Name: "laptop", Owner: "a1", PublicKey: "ssh-ed25519 AAAA", CreatedAt: at}},
+		KeyAdd{Key: state.Key{Fingerprint: "SHA256:y", Name: "old", Owner: "a1"}},
+		KeyRemove{Owner: "a1", Name: "old"},
 	}
 	var out [][]byte
 	for _, c := range cmds {
@@ -104,20 +113,33 @@ func TestSnapshotPersistRestore(t *testing.T) {
 		t.Fatalf("restored FSM persists differently:\n%s\n---\n%s", data, again)
 	}
 	snap := g.State().Snapshot()
-	apps, idx, err := snap.Apps(memdb.NewWatchSet())
-	if err != nil || len(apps) != 1 || apps[0].Name != "web" || idx != 9 {
-		t.Fatalf("apps after restore = %v idx %d err %v", apps, idx, err)
+	apps, _, err := snap.Apps(memdb.NewWatchSet())
+	if err != nil || len(apps) != 1 || apps[0].Name != "web" || apps[0].DeployBranch != "prod" || apps[0].LatestRelease != 3 {
+		t.Fatalf("apps after restore = %v err %v", apps, err)
 	}
 	cfg, _, _ := snap.Config(nil, "web")
+	// The rollback to v1 restored v1's config, without C.
 	if len(cfg.Sealed) != 1 || !bytes.Equal(cfg.Sealed["A"], []byte{1, 2}) {
 		t.Fatalf("config after restore = %v", cfg.Sealed)
+	}
+	rels, _, _ := snap.Releases(nil, "web")
+	if len(rels) != 3 || rels[0].Kind != "rollback" || rels[1].Kind != "config" || len(rels[1].Config) != 2 || rels[0].Image != "r/web@sha256:1" {
+		t.Fatalf("releases after restore: %+v", rels)
+	}
+	keys, _, _ := snap.Keys(nil, "a1")
+	if len(keys) != 1 || keys[0].Name != "laptop" {
+		t.Fatalf("keys after restore: %+v", keys)
+	}
+	bld, _, err := snap.Build(nil, "web", "b1")
+	if err != nil || bld.Status != state.BuildSucceeded || bld.Output != "ok" {
+		t.Fatalf("build after restore: %+v %v", bld, err)
 	}
 	if !snap.ACLBootstrapped() {
 		t.Fatal("bootstrap flag lost in restore")
 	}
 	entries, _, _ := snap.Audit(nil, "", 0, nil)
-	if len(entries) != 8 {
-		t.Fatalf("audit entries after restore = %d, want 8", len(entries))
+	if len(entries) != 13 {
+		t.Fatalf("audit entries after restore = %d, want 13", len(entries))
 	}
 	// The restored FSM keeps working.
 	b, _ := Encode(AppCreate{Name: "more", Time: time.Unix(0, 0)})
@@ -136,11 +158,15 @@ func TestApplyErrorsChangeNothing(t *testing.T) {
 		ConfigUpdate{App: "nope", Set: map[string][]byte{"A": {1}}},
 		ACLBootstrap{Token: state.Token{AccessorID: "x", Name: "x", SecretHash: "x"}},
 		TokenRevoke{IDOrName: "nope"},
+		Rollback{App: "web", Version: 99},
+		KeyAdd{Key: state.Key{Fingerprint: "SHA256:x", Name: "other", Owner: "a2"}},
+		KeyRemove{Owner: "a1", Name: "nope"},
+		Release{Release: state.NewRelease{App: "nope"}},
 	} {
 		b, _ := Encode(c)
 		res := f.Apply(&raft.Log{Index: 100, Type: raft.LogCommand, Data: b})
 		err, ok := res.(error)
-		if !ok || !(errors.Is(err, state.ErrExists) || errors.Is(err, state.ErrNotFound) || errors.Is(err, state.ErrAlreadyBootstrapped)) {
+		if !ok || !(errors.Is(err, state.ErrExists) || errors.Is(err, state.ErrNotFound) || errors.Is(err, state.ErrAlreadyBootstrapped) || errors.Is(err, state.ErrBuildRunning)) {
 			t.Errorf("%T: result %v, want a state error", c, res)
 		}
 	}
@@ -180,3 +206,23 @@ type memSink struct{ bytes.Buffer }
 func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Cancel() error { return nil }
 func (s *memSink) Close() error  { return nil }
+
+func TestOneRunningBuildPerApp(t *testing.T) {
+	f := newFSM(t)
+	applyAll(t, f, commands(t))
+	at := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	apply := func(i uint64, c Command) any {
+		b, _ := Encode(c)
+		return f.Apply(&raft.Log{Index: i, Type: raft.LogCommand, Data: b})
+	}
+	if res := apply(100, BuildStart{Build: state.Build{ID: "r1", App: "web", StartedAt: at}}); res != nil {
+		t.Fatalf("first build: %v", res)
+	}
+	if err, _ := apply(101, BuildStart{Build: state.Build{ID: "r2", App: "web", StartedAt: at.Add(time.Minute)}}).(error); !errors.Is(err, state.ErrBuildRunning) {
+		t.Fatalf("second build while one runs = %v, want ErrBuildRunning", err)
+	}
+	// A build whose server died long ago no longer blocks.
+	if res := apply(102, BuildStart{Build: state.Build{ID: "r3", App: "web", StartedAt: at.Add(state.StaleBuildAfter + time.Minute)}}); res != nil {
+		t.Fatalf("build after a stale one: %v", res)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/berthpaas/berth/cluster/api"
 	"github.com/berthpaas/berth/cluster/auth"
@@ -127,17 +128,20 @@ func (a *API) configUpdate(w http.ResponseWriter, r *request) error {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	action, detail := "config.set", strings.Join(keys, ",")
+	action, detail, desc := "config.set", strings.Join(keys, ","), "Set "+strings.Join(keys, ", ")
 	if len(keys) == 0 {
-		action, detail = "config.unset", strings.Join(req.Unset, ",")
+		action, detail, desc = "config.unset", strings.Join(req.Unset, ","), "Unset "+strings.Join(req.Unset, ", ")
 	} else if len(req.Unset) > 0 {
 		detail += " unset " + strings.Join(req.Unset, ",")
+		desc += "; unset " + strings.Join(req.Unset, ", ")
 	}
-	res, _, err := r.apply(fsm.ConfigUpdate{Audited: r.audit(id, action, name, detail), App: name, Set: sealed, Unset: req.Unset})
+	res, _, err := r.apply(fsm.ConfigUpdate{Audited: r.audit(id, action, name, detail), App: name, Set: sealed, Unset: req.Unset,
+		Description: desc + " config vars", By: id.Name, Time: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
-	out, err := a.openConfig(res.(*state.Config), id.Allowed(auth.ReadSecrets, name))
+	result := res.(*fsm.ConfigResult)
+	out, err := a.openConfig(result.Config, id.Allowed(auth.ReadSecrets, name))
 	if err != nil {
 		return err
 	}

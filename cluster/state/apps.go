@@ -9,10 +9,14 @@ import (
 
 // App is an app's record.
 type App struct {
-	Name        string
-	CreatedAt   time.Time
-	CreateIndex uint64
-	ModifyIndex uint64
+	Name string
+	// DeployBranch is the branch whose pushes deploy; "" means main or master.
+	DeployBranch string
+	// LatestRelease is the version of the newest release (0: none yet).
+	LatestRelease uint64
+	CreatedAt     time.Time
+	CreateIndex   uint64
+	ModifyIndex   uint64
 }
 
 // CreateApp inserts a new app; ErrExists if the name is taken.
@@ -46,7 +50,13 @@ func (t *Txn) DeleteApp(name string) error {
 	if _, err := t.txn.DeleteAll(tableConfig, "id", name); err != nil {
 		return fmt.Errorf("delete config: %w", err)
 	}
-	return t.bump(tableApps, tableConfig)
+	if _, err := t.txn.DeleteAll(tableReleases, "app", name); err != nil {
+		return fmt.Errorf("delete releases: %w", err)
+	}
+	if _, err := t.txn.DeleteAll(tableBuilds, "app", name); err != nil {
+		return fmt.Errorf("delete builds: %w", err)
+	}
+	return t.bump(tableApps, tableConfig, tableReleases, tableBuilds)
 }
 
 // Apps lists all apps in name order, with the apps table's index.
@@ -82,4 +92,31 @@ func (s *Snapshot) App(ws memdb.WatchSet, name string) (*App, uint64, error) {
 func (t *Txn) AppExists(name string) bool {
 	raw, err := t.txn.First(tableApps, "id", name)
 	return err == nil && raw != nil
+}
+
+// UpdateApp changes an app's settings.
+func (t *Txn) UpdateApp(name, deployBranch string) (*App, error) {
+	app, err := t.app(name)
+	if err != nil {
+		return nil, err
+	}
+	next := *app
+	next.DeployBranch = deployBranch
+	next.ModifyIndex = t.index
+	if err := t.txn.Insert(tableApps, &next); err != nil {
+		return nil, fmt.Errorf("update app: %w", err)
+	}
+	return &next, t.bump(tableApps)
+}
+
+// app returns an app for writing, or ErrNotFound.
+func (t *Txn) app(name string) (*App, error) {
+	raw, err := t.txn.First(tableApps, "id", name)
+	if err != nil {
+		return nil, fmt.Errorf("look up app: %w", err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("app %q: %w", name, ErrNotFound)
+	}
+	return raw.(*App), nil
 }

@@ -10,7 +10,8 @@ import (
 
 // persistedTables is the order tables are written in a snapshot. New tables
 // are appended; a restore ignores nothing and rejects unknown tables.
-var persistedTables = []string{tableIndex, tableMeta, tableServers, tableApps, tableConfig, tableTokens, tableAudit}
+var persistedTables = []string{tableIndex, tableMeta, tableServers, tableApps, tableConfig, tableTokens, tableAudit,
+	tableReleases, tableKeys, tableBuilds}
 
 // record is one line of a persisted snapshot.
 type record struct {
@@ -87,6 +88,12 @@ func newObject(table string) (any, error) {
 		return &Token{}, nil
 	case tableAudit:
 		return &AuditEntry{}, nil
+	case tableReleases:
+		return &Release{}, nil
+	case tableKeys:
+		return &Key{}, nil
+	case tableBuilds:
+		return &Build{}, nil
 	}
 	return nil, fmt.Errorf("snapshot has unknown table %q", table)
 }

@@ -6,13 +6,16 @@ import (
 
 // Table names.
 const (
-	tableIndex   = "index"
-	tableApps    = "apps"
-	tableConfig  = "config"
-	tableTokens  = "tokens"
-	tableAudit   = "audit"
-	tableServers = "servers"
-	tableMeta    = "meta"
+	tableIndex    = "index"
+	tableApps     = "apps"
+	tableConfig   = "config"
+	tableTokens   = "tokens"
+	tableAudit    = "audit"
+	tableServers  = "servers"
+	tableMeta     = "meta"
+	tableReleases = "releases"
+	tableKeys     = "keys"
+	tableBuilds   = "builds"
 )
 
 func schema() *memdb.DBSchema {
@@ -37,6 +40,23 @@ func schema() *memdb.DBSchema {
 		}},
 		tableServers: {Name: tableServers, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+		}},
+		tableReleases: {Name: tableReleases, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+				&memdb.StringFieldIndex{Field: "App"}, &memdb.UintFieldIndex{Field: "Version"},
+			}}},
+			// Exact app match; within an app, entries are in version order.
+			"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "App"}},
+		}},
+		tableKeys: {Name: tableKeys, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Fingerprint"}},
+			"owner": {Name: "owner", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+				&memdb.StringFieldIndex{Field: "Owner"}, &memdb.StringFieldIndex{Field: "Name"},
+			}}},
+		}},
+		tableBuilds: {Name: tableBuilds, Indexes: map[string]*memdb.IndexSchema{
+			"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+			"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "App"}},
 		}},
 		tableMeta: {Name: tableMeta, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
