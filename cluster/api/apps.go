@@ -8,7 +8,12 @@ import (
 
 // App is a deployable application.
 type App struct {
-	Name        string    `json:"name"`
+	Name string `json:"name"`
+	// DeployBranch is the branch whose pushes deploy ("" = main or master).
+	DeployBranch  string `json:"deploy_branch,omitempty"`
+	LatestRelease uint64 `json:"latest_release"`
+	// GitRemote is where to push, as the answering server sees it.
+	GitRemote   string    `json:"git_remote,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	CreateIndex uint64    `json:"create_index"`
 	ModifyIndex uint64    `json:"modify_index"`
@@ -16,7 +21,13 @@ type App struct {
 
 // AppCreateRequest is the body of POST /v1/apps.
 type AppCreateRequest struct {
-	Name string `json:"name"`
+	Name         string `json:"name"`
+	DeployBranch string `json:"deploy_branch,omitempty"`
+}
+
+// AppUpdateRequest is the body of PATCH /v1/apps/{app}.
+type AppUpdateRequest struct {
+	DeployBranch string `json:"deploy_branch"`
 }
 
 // Apps lists the apps the token may see.
@@ -38,8 +49,22 @@ func (c *Client) App(ctx context.Context, name string, q *QueryOptions) (*App, *
 
 // CreateApp creates an app.
 func (c *Client) CreateApp(ctx context.Context, name string) (*App, error) {
+	return c.CreateAppWith(ctx, AppCreateRequest{Name: name})
+}
+
+// CreateAppWith creates an app with settings.
+func (c *Client) CreateAppWith(ctx context.Context, req AppCreateRequest) (*App, error) {
 	var out App
-	if err := c.write(ctx, http.MethodPost, "/v1/apps", AppCreateRequest{Name: name}, &out); err != nil {
+	if err := c.write(ctx, http.MethodPost, "/v1/apps", req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UpdateApp changes an app's settings.
+func (c *Client) UpdateApp(ctx context.Context, name string, req AppUpdateRequest) (*App, error) {
+	var out App
+	if err := c.write(ctx, http.MethodPatch, "/v1/apps/"+esc(name), req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -3,12 +3,14 @@ package api
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 var (
 	appNameRe   = regexp.MustCompile(`^[a-z][a-z0-9-]{1,28}[a-z0-9]$`)
 	configKeyRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	tokenNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	branchRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$`)
 )
 
 // Limits on names and values, enforced by the server and checked early by
@@ -61,4 +63,13 @@ func clip(s string) string {
 		return s[:40] + "..."
 	}
 	return s
+}
+
+// ValidateBranch checks a deploy branch name: letters, digits, '.', '_',
+// '/' and '-', no "..", at most 100 characters.
+func ValidateBranch(b string) error {
+	if !branchRe.MatchString(b) || strings.Contains(b, "..") || strings.HasSuffix(b, "/") || strings.HasSuffix(b, ".lock") {
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("invalid branch name %q", clip(b))}
+	}
+	return nil
 }

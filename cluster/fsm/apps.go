@@ -9,15 +9,20 @@ import (
 // AppCreate creates an app.
 type AppCreate struct {
 	Audited
-	Name string    `json:"name"`
-	Time time.Time `json:"time"`
+	Name         string    `json:"name"`
+	DeployBranch string    `json:"deploy_branch,omitempty"`
+	Time         time.Time `json:"time"`
 }
 
 // Type implements Command.
 func (AppCreate) Type() MessageType { return AppCreateType }
 
 func applyAppCreate(txn *state.Txn, c AppCreate) (any, error) {
-	return txn.CreateApp(c.Name, c.Time)
+	app, err := txn.CreateApp(c.Name, c.Time)
+	if err != nil || c.DeployBranch == "" {
+		return app, err
+	}
+	return txn.UpdateApp(c.Name, c.DeployBranch)
 }
 
 // AppDestroy deletes an app with its config.

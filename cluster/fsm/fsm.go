@@ -66,13 +66,19 @@ func Encode(c Command) ([]byte, error) {
 	return append([]byte{byte(c.Type())}, b...), nil
 }
 
-// handler applies one decoded command inside txn and returns its result.
+// handler applies one encoded command inside txn and returns its result.
 type handler func(txn *state.Txn, body []byte) (any, error)
+
+// entry is what the FSM knows of one message type.
+type entry struct {
+	apply  handler
+	decode func(body []byte) (Command, error)
+}
 
 // FSM implements raft.FSM over the state store.
 type FSM struct {
 	log      *slog.Logger
-	handlers map[MessageType]handler
+	handlers map[MessageType]entry
 
 	mu    sync.RWMutex
 	store *state.Store
@@ -87,7 +93,7 @@ func New(log *slog.Logger) (*FSM, error) {
 		return nil, err
 	}
 	f := &FSM{log: log, store: st}
-	f.handlers = map[MessageType]handler{
+	f.handlers = map[MessageType]entry{
 		AppCreateType:    decoded(applyAppCreate),
 		AppDestroyType:   decoded(applyAppDestroy),
 		ConfigUpdateType: decoded(applyConfigUpdate),
@@ -107,24 +113,49 @@ func New(log *slog.Logger) (*FSM, error) {
 	return f, nil
 }
 
-// decoded adapts a typed apply function into a handler.
-func decoded[C Command](apply func(*state.Txn, C) (any, error)) handler {
-	return func(txn *state.Txn, body []byte) (any, error) {
+// decoded adapts a typed apply function into an entry.
+func decoded[C Command](apply func(*state.Txn, C) (any, error)) entry {
+	decode := func(body []byte) (C, error) {
 		var cmd C
-		if err := json.Unmarshal(body, &cmd); err != nil {
-			panic(fmt.Sprintf("fsm: cannot decode %T: %v", cmd, err))
-		}
-		res, err := apply(txn, cmd)
-		if err != nil {
-			return nil, err
-		}
-		if a := cmd.AuditEntry(); a != nil {
-			if err := txn.AddAudit(*a); err != nil {
+		err := json.Unmarshal(body, &cmd)
+		return cmd, err
+	}
+	return entry{
+		decode: func(body []byte) (Command, error) { return decode(body) },
+		apply: func(txn *state.Txn, body []byte) (any, error) {
+			cmd, err := decode(body)
+			if err != nil {
+				panic(fmt.Sprintf("fsm: cannot decode %T: %v", cmd, err))
+			}
+			res, err := apply(txn, cmd)
+			if err != nil {
 				return nil, err
 			}
-		}
-		return res, nil
+			if a := cmd.AuditEntry(); a != nil {
+				if err := txn.AddAudit(*a); err != nil {
+					return nil, err
+				}
+			}
+			return res, nil
+		},
 	}
+}
+
+// Decode parses an encoded command, so that a command received from another
+// server is checked before it can enter the log (where a bad one is fatal).
+func (f *FSM) Decode(b []byte) (Command, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("empty command")
+	}
+	e, ok := f.handlers[MessageType(b[0])]
+	if !ok {
+		return nil, fmt.Errorf("unknown message type %d", b[0])
+	}
+	cmd, err := e.decode(b[1:])
+	if err != nil {
+		return nil, fmt.Errorf("decode message type %d: %w", b[0], err)
+	}
+	return cmd, nil
 }
 
 // State returns the current state store. It changes on snapshot restore,
@@ -144,12 +175,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 		panic(fmt.Sprintf("fsm: empty log entry at index %d", l.Index))
 	}
 	t := MessageType(l.Data[0])
-	h, ok := f.handlers[t]
+	e, ok := f.handlers[t]
 	if !ok {
 		panic(fmt.Sprintf("fsm: unknown message type %d at index %d; is this server older than the cluster?", t, l.Index))
 	}
 	txn := f.State().Write(l.Index)
-	res, err := h(txn, l.Data[1:])
+	res, err := e.apply(txn, l.Data[1:])
 	if err != nil {
 		txn.Abort()
 		return err

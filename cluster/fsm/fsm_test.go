@@ -226,3 +226,17 @@ func TestOneRunningBuildPerApp(t *testing.T) {
 		t.Fatalf("build after a stale one: %v", res)
 	}
 }
+
+func TestDecodeChecksPeerCommands(t *testing.T) {
+	f := newFSM(t)
+	for _, good := range commands(t) {
+		if _, err := f.Decode(good); err != nil {
+			t.Errorf("Decode(%q) = %v", good, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {}, {200, '{', '}'}, {byte(AppCreateType), '{'}, {byte(AppCreateType), '[', ']'}} {
+		if _, err := f.Decode(bad); err == nil {
+			t.Errorf("Decode(%q) accepted a bad command", bad)
+		}
+	}
+}

@@ -11,8 +11,13 @@ import (
 	"github.com/hashicorp/go-memdb"
 )
 
-func toAPIApp(a *state.App) api.App {
-	return api.App{Name: a.Name, CreatedAt: a.CreatedAt, CreateIndex: a.CreateIndex, ModifyIndex: a.ModifyIndex}
+func (a *API) toAPIApp(app *state.App) api.App {
+	out := api.App{Name: app.Name, DeployBranch: app.DeployBranch, LatestRelease: app.LatestRelease,
+		CreatedAt: app.CreatedAt, CreateIndex: app.CreateIndex, ModifyIndex: app.ModifyIndex}
+	if a.cfg.GitHost != "" {
+		out.GitRemote = "ssh://git@" + a.cfg.GitHost + "/" + app.Name + ".git"
+	}
+	return out
 }
 
 func (a *API) appsList(w http.ResponseWriter, r *request) error {
@@ -25,7 +30,7 @@ func (a *API) appsList(w http.ResponseWriter, r *request) error {
 		out := []api.App{}
 		for _, app := range apps {
 			if id.SeesApp(app.Name) {
-				out = append(out, toAPIApp(app))
+				out = append(out, a.toAPIApp(app))
 			}
 		}
 		return out, idx, err
@@ -51,7 +56,7 @@ func (a *API) appsGet(w http.ResponseWriter, r *request) error {
 		if err != nil {
 			return nil, 0, err
 		}
-		return toAPIApp(app), idx, nil
+		return a.toAPIApp(app), idx, nil
 	})
 }
 
@@ -67,11 +72,16 @@ func (a *API) appsCreate(w http.ResponseWriter, r *request) error {
 	if err := api.ValidateAppName(req.Name); err != nil {
 		return err
 	}
-	res, _, err := r.apply(fsm.AppCreate{Audited: r.audit(id, "apps.create", req.Name, ""), Name: req.Name, Time: time.Now().UTC()})
+	if req.DeployBranch != "" {
+		if err := api.ValidateBranch(req.DeployBranch); err != nil {
+			return err
+		}
+	}
+	res, _, err := r.apply(fsm.AppCreate{Audited: r.audit(id, "apps.create", req.Name, ""), Name: req.Name, DeployBranch: req.DeployBranch, Time: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, toAPIApp(res.(*state.App)))
+	writeJSON(w, http.StatusCreated, a.toAPIApp(res.(*state.App)))
 	return nil
 }
 
@@ -88,5 +98,31 @@ func (a *API) appsDestroy(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) appsUpdate(w http.ResponseWriter, r *request) error {
+	name, err := appName(r)
+	if err != nil {
+		return err
+	}
+	id, err := r.require(auth.WriteApp, name)
+	if err != nil {
+		return err
+	}
+	var req api.AppUpdateRequest
+	if err := decodeBody(r.Request, &req); err != nil {
+		return err
+	}
+	if req.DeployBranch != "" {
+		if err := api.ValidateBranch(req.DeployBranch); err != nil {
+			return err
+		}
+	}
+	res, _, err := r.apply(fsm.AppUpdate{Audited: r.audit(id, "apps.update", name, "deploy_branch="+req.DeployBranch), Name: name, DeployBranch: req.DeployBranch})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.toAPIApp(res.(*state.App)))
 	return nil
 }

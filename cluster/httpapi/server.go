@@ -36,8 +36,14 @@ type Config struct {
 	BootstrapExpect int
 	// Peers returns the API address of a server by name when the state store
 	// does not know it yet (during cluster formation).
-	Peers    func(name string) string
-	MaxBody  int64
+	Peers   func(name string) string
+	MaxBody int64
+	// MaxUpload bounds uploaded build sources (default 1 GiB).
+	MaxUpload int64
+	// Builds runs builds and image imports on this server; nil disables them.
+	Builds Builds
+	// GitHost is host:port of this server's git endpoint, for remotes.
+	GitHost  string
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	Version  string
@@ -63,6 +69,9 @@ type API struct {
 func New(cfg Config) *API {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.MaxUpload == 0 {
+		cfg.MaxUpload = 1 << 30
 	}
 	if cfg.LeaderWait == 0 {
 		cfg.LeaderWait = 3 * time.Second
@@ -98,6 +107,19 @@ func (a *API) routes() {
 	a.handle("DELETE /v1/apps/{app}", write, a.appsDestroy)
 	a.handle("GET /v1/apps/{app}/config", read, a.configGet)
 	a.handle("PATCH /v1/apps/{app}/config", write, a.configUpdate)
+	a.handle("PATCH /v1/apps/{app}", write, a.appsUpdate)
+	// Releases, builds and keys.
+	a.handle("GET /v1/apps/{app}/releases", read, a.releasesList)
+	a.handle("GET /v1/apps/{app}/releases/{version}", read, a.releasesGet)
+	a.handle("POST /v1/apps/{app}/releases", local, a.releasesImportImage)
+	a.handle("POST /v1/apps/{app}/rollback", write, a.releasesRollback)
+	a.handle("GET /v1/apps/{app}/builds", read, a.buildsList)
+	a.handle("GET /v1/apps/{app}/builds/{id}", read, a.buildsGet)
+	a.handleLimit("POST /v1/apps/{app}/builds", local, a.cfg.MaxUpload, a.buildsUpload)
+	a.handle("GET /v1/keys", read, a.keysList)
+	a.handle("POST /v1/keys", write, a.keysAdd)
+	a.handle("DELETE /v1/keys/{name}", write, a.keysRemove)
+	a.handle("POST /v1/internal/apply", write, a.internalApply)
 	// Tokens and audit.
 	a.handle("GET /v1/tokens", read, a.tokensList)
 	a.handle("GET /v1/tokens/self", read, a.tokensSelf)
@@ -111,11 +133,6 @@ func (a *API) routes() {
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > a.cfg.MaxBody {
-		writeError(w, &http.MaxBytesError{Limit: a.cfg.MaxBody})
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxBody)
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	a.mux.ServeHTTP(sw, r)
@@ -177,7 +194,17 @@ func (r *request) apply(cmd fsm.Command) (any, uint64, error) {
 type handlerFunc func(w http.ResponseWriter, r *request) error
 
 func (a *API) handle(pattern string, k kind, h handlerFunc) {
+	a.handleLimit(pattern, k, a.cfg.MaxBody, h)
+}
+
+// handleLimit registers a route whose request bodies may be up to limit bytes.
+func (a *API) handleLimit(pattern string, k kind, limit int64, h handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, hr *http.Request) {
+		if hr.ContentLength > limit {
+			writeError(w, &http.MaxBytesError{Limit: limit})
+			return
+		}
+		hr.Body = http.MaxBytesReader(w, hr.Body, limit)
 		_, stale := hr.URL.Query()["stale"]
 		if k == write || (k == read && !stale) {
 			if !a.isLeader() {
