@@ -46,7 +46,7 @@ func toAPIError(err error) *api.Error {
 		return &api.Error{Code: api.CodeConflict, Message: err.Error()}
 	case errors.Is(err, state.ErrAlreadyBootstrapped):
 		return &api.Error{Code: api.CodeConflict, Message: "the cluster is already bootstrapped: its root token was created before and cannot be shown again"}
-	case errors.Is(err, state.ErrLastAdmin):
+	case errors.Is(err, state.ErrLastAdmin), errors.Is(err, state.ErrBuildRunning):
 		return &api.Error{Code: api.CodeConflict, Message: err.Error()}
 	case errors.Is(err, errNoKeyring):
 		return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}

@@ -24,6 +24,7 @@ type Release struct {
 	Kind           string // deploy, config, rollback
 	Description    string
 	Commit         string
+	BuildID        string
 	CreatedBy      string
 	CreatedAt      time.Time
 }
@@ -38,6 +39,7 @@ type NewRelease struct {
 	Kind           string
 	Description    string
 	Commit         string
+	BuildID        string
 	CreatedBy      string
 	CreatedAt      time.Time
 }
@@ -59,7 +61,7 @@ func (t *Txn) CreateRelease(n NewRelease) (*Release, error) {
 	}
 	r := &Release{App: n.App, Version: app.LatestRelease + 1, Image: n.Image, Digest: n.Digest, Config: sealed,
 		Processes: n.Processes, ReleaseCommand: n.ReleaseCommand, Kind: n.Kind, Description: n.Description,
-		Commit: n.Commit, CreatedBy: n.CreatedBy, CreatedAt: n.CreatedAt}
+		Commit: n.Commit, BuildID: n.BuildID, CreatedBy: n.CreatedBy, CreatedAt: n.CreatedAt}
 	if err := t.txn.Insert(tableReleases, r); err != nil {
 		return nil, fmt.Errorf("insert release: %w", err)
 	}
@@ -160,4 +162,18 @@ func (s *Snapshot) Release(ws memdb.WatchSet, app string, version uint64) (*Rele
 		return nil, idx, fmt.Errorf("release v%d of %s: %w", version, app, ErrNotFound)
 	}
 	return raw.(*Release), idx, nil
+}
+
+// ReleaseOfBuild returns the release a build produced, or ErrNotFound.
+func (s *Snapshot) ReleaseOfBuild(app, buildID string) (*Release, error) {
+	it, err := s.txn.GetReverse(tableReleases, "app", app)
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if r := raw.(*Release); r.BuildID == buildID {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("release of build %s: %w", buildID, ErrNotFound)
 }

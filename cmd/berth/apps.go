@@ -15,7 +15,10 @@ func appsCommand() *cli.Command {
 		Usage:  "create, list, inspect and destroy apps",
 		Action: appsList,
 		Subcommands: []*cli.Command{
-			{Name: "create", Usage: "create an app", ArgsUsage: "NAME", Action: appsCreate},
+			{Name: "create", Usage: "create an app", ArgsUsage: "NAME",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "deploy-branch", Usage: "branch whose pushes deploy (default: main or master)"}}, Action: appsCreate},
+			{Name: "update", Usage: "change an app's settings", ArgsUsage: "[NAME]",
+				Flags: []cli.Flag{appFlag(), &cli.StringFlag{Name: "deploy-branch", Usage: "branch whose pushes deploy (\"\" for main or master)"}}, Action: appsUpdate},
 			{Name: "list", Usage: "list apps", Action: appsList},
 			{Name: "info", Usage: "show an app", ArgsUsage: "[NAME]", Flags: []cli.Flag{appFlag()}, Action: appsInfo},
 			{Name: "destroy", Usage: "destroy an app and its config", ArgsUsage: "NAME --confirm NAME",
@@ -42,11 +45,16 @@ func appsCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	app, err := cl.CreateApp(c.Context, name)
+	app, err := cl.CreateAppWith(c.Context, api.AppCreateRequest{Name: name, DeployBranch: c.String("deploy-branch")})
 	if err != nil {
 		return err
 	}
-	return emit(c, app, func(w io.Writer) { fmt.Fprintf(w, "Created app %s\n", app.Name) })
+	return emit(c, app, func(w io.Writer) {
+		fmt.Fprintf(w, "Created app %s\n", app.Name)
+		if app.GitRemote != "" {
+			fmt.Fprintf(w, "Git remote: %s\n  git remote add berth %s && git push berth main\n", app.GitRemote, app.GitRemote)
+		}
+	})
 }
 
 func appsList(c *cli.Context) error {
@@ -95,7 +103,19 @@ func appsInfo(c *cli.Context) error {
 		return err
 	}
 	return emit(c, app, func(w io.Writer) {
-		table(w, []string{"NAME", "CREATED", "CONFIG VARS"}, [][]string{{app.Name, app.CreatedAt.Format("2006-01-02 15:04:05 MST"), strconv.Itoa(len(cfg.Keys))}})
+		branch := app.DeployBranch
+		if branch == "" {
+			branch = "main, master"
+		}
+		release := "-"
+		if app.LatestRelease > 0 {
+			release = fmt.Sprintf("v%d", app.LatestRelease)
+		}
+		fmt.Fprintf(w, "=== %s\n", app.Name)
+		for _, row := range [][2]string{{"Created:", app.CreatedAt.Local().Format("2006-01-02 15:04:05")}, {"Release:", release},
+			{"Config vars:", strconv.Itoa(len(cfg.Keys))}, {"Deploy branch:", branch}, {"Git remote:", orDash(app.GitRemote)}} {
+			fmt.Fprintf(w, "%-15s %s\n", row[0], row[1])
+		}
 	})
 }
 
@@ -115,4 +135,29 @@ func appsDestroy(c *cli.Context) error {
 		return err
 	}
 	return emit(c, map[string]string{"destroyed": name}, func(w io.Writer) { fmt.Fprintf(w, "Destroyed app %s\n", name) })
+}
+
+func appsUpdate(c *cli.Context) error {
+	var name string
+	var err error
+	if c.NArg() > 0 {
+		name, err = nameArg(c, "berth apps update [NAME] --deploy-branch BRANCH")
+	} else {
+		name, err = appName(c)
+	}
+	if err != nil {
+		return err
+	}
+	if !c.IsSet("deploy-branch") {
+		return cli.Exit("nothing to change: give --deploy-branch", 2)
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	app, err := cl.UpdateApp(c.Context, name, api.AppUpdateRequest{DeployBranch: c.String("deploy-branch")})
+	if err != nil {
+		return err
+	}
+	return emit(c, app, func(w io.Writer) { fmt.Fprintf(w, "Updated %s\n", app.Name) })
 }
