@@ -69,6 +69,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			deployCommand(),
 			buildsCommand(),
 			gitCommand(),
+			gitHookCommand(),
 			loginCommand(),
 			logoutCommand(),
 		},
