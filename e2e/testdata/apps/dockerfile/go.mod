@@ -1,0 +1,3 @@
+module example.com/berth-sample-dockerfile
+
+go 1.19
