@@ -34,7 +34,8 @@ func newCLI(t *testing.T, addr, token string) *cli {
 // run returns stdout, stderr and the exit code.
 func (c *cli) run(stdin string, args ...string) (string, string, int) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Generous: `berth deploy` builds an image on a slow machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, berthBin, args...)
 	cmd.Env, cmd.Dir = c.env, c.dir

@@ -98,10 +98,15 @@ func (a *API) buildsUpload(w http.ResponseWriter, r *request) error {
 	if a.cfg.Builds == nil {
 		return &api.Error{Code: api.CodeUnavailable, Message: errNoBuilds.Error()}
 	}
+	// Progress streams back while the source is still being read.
+	rc := http.NewResponseController(w)
+	if err := rc.EnableFullDuplex(); err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
-	out := &flushWriter{w: w, rc: http.NewResponseController(w)}
+	out := &flushWriter{w: w, rc: rc}
 	v, err := a.cfg.Builds.Upload(r.Context(), UploadRequest{App: name, By: id.Name, Source: r.Body}, out)
 	if err != nil {
 		fmt.Fprintf(out, "%serror %s\n", api.BuildResultPrefix, toAPIError(err).Message)

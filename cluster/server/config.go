@@ -56,12 +56,38 @@ type Config struct {
 	Dev             bool       `json:"dev,omitempty"`
 	MaxBodyBytes    int64      `json:"max_body_bytes,omitempty"`
 	Raft            RaftConfig `json:"raft,omitempty"`
+	// GitBind is the SSH git endpoint; GitAdvertise the host:port put in
+	// git remotes (default: GitBind).
+	GitBind      string `json:"git_bind,omitempty"`
+	GitAdvertise string `json:"git_advertise,omitempty"`
+	// RegistryBind is the embedded OCI registry's address.
+	RegistryBind string      `json:"registry_bind,omitempty"`
+	Build        BuildConfig `json:"build,omitempty"`
+}
+
+// BuildConfig tunes builds on this server.
+type BuildConfig struct {
+	// Disabled turns off builds, the registry and the git endpoint.
+	Disabled bool `json:"disabled,omitempty"`
+	// Stack is the base image of buildpack builds (default debian:bookworm).
+	Stack string `json:"stack,omitempty"`
+	// CAFiles are extra PEM CA certificates builds trust (intercepting proxies).
+	CAFiles    []string `json:"ca_files,omitempty"`
+	HTTPProxy  string   `json:"http_proxy,omitempty"`
+	HTTPSProxy string   `json:"https_proxy,omitempty"`
+	NoProxy    string   `json:"no_proxy,omitempty"`
+	// MaxPushBytes limits a git push or an uploaded source (default 1 GiB).
+	MaxPushBytes int64 `json:"max_push_bytes,omitempty"`
+	// RetainReleases is how many releases per app keep their image (default 10).
+	RetainReleases int `json:"retain_releases,omitempty"`
 }
 
 // Defaults of a server.
 const (
-	DefaultBind     = "127.0.0.1:4880"
-	DefaultRaftBind = "127.0.0.1:4881"
+	DefaultBind         = "127.0.0.1:4880"
+	DefaultRaftBind     = "127.0.0.1:4881"
+	DefaultGitBind      = "127.0.0.1:2222"
+	DefaultRegistryBind = "127.0.0.1:5000"
 )
 
 // Default raft timings suit a LAN: a dead leader is replaced in about a
@@ -100,6 +126,15 @@ func (c *Config) applyDefaults() error {
 	if c.RaftAdvertise == "" {
 		c.RaftAdvertise = c.RaftBind
 	}
+	if c.GitBind == "" {
+		c.GitBind = DefaultGitBind
+	}
+	if c.GitAdvertise == "" {
+		c.GitAdvertise = c.GitBind
+	}
+	if c.RegistryBind == "" {
+		c.RegistryBind = DefaultRegistryBind
+	}
 	if c.Name == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -133,7 +168,8 @@ func (c *Config) Validate() error {
 	} else if !filepath.IsAbs(c.DataDir) {
 		errs = append(errs, fmt.Errorf("data dir %q must be an absolute path", c.DataDir))
 	}
-	for _, a := range []struct{ what, addr string }{{"--bind", c.Bind}, {"--raft-bind", c.RaftBind}, {"--advertise", c.Advertise}, {"--raft-advertise", c.RaftAdvertise}} {
+	for _, a := range []struct{ what, addr string }{{"--bind", c.Bind}, {"--raft-bind", c.RaftBind}, {"--advertise", c.Advertise},
+		{"--raft-advertise", c.RaftAdvertise}, {"--git-bind", c.GitBind}, {"--registry-bind", c.RegistryBind}} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q must be host:port", a.what, a.addr))
 		}
@@ -150,6 +186,11 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect > 1 && len(c.Join) == 0 {
 		errs = append(errs, fmt.Errorf("--bootstrap-expect %d needs --join with the other servers' API addresses", c.BootstrapExpect))
+	}
+	for _, f := range c.Build.CAFiles {
+		if _, err := os.Stat(f); err != nil {
+			errs = append(errs, fmt.Errorf("build CA file: %w", err))
+		}
 	}
 	if c.Dev && len(c.Join) > 0 {
 		errs = append(errs, errors.New("--dev runs a single server; drop --join"))

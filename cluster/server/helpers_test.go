@@ -42,7 +42,8 @@ func startDevNoCleanup(t *testing.T) (*Server, *api.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Dev: true, Name: "dev1", DataDir: t.TempDir(), Bind: apiAddr, RaftBind: raftAddr,
+	// Builds have their own end-to-end tests (e2e/push_test.go).
+	cfg := Config{Dev: true, Name: "dev1", DataDir: t.TempDir(), Bind: apiAddr, RaftBind: raftAddr, Build: BuildConfig{Disabled: true},
 		Raft: RaftConfig{HeartbeatTimeout: Duration(200 * time.Millisecond), ElectionTimeout: Duration(200 * time.Millisecond), LeaderLeaseTimeout: Duration(100 * time.Millisecond)}}
 	s, err := New(cfg, testLogger())
 	if err != nil {

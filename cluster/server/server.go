@@ -21,10 +21,13 @@ import (
 	"time"
 
 	"github.com/berthpaas/berth/cluster/fsm"
+	"github.com/berthpaas/berth/cluster/gitreceive"
 	"github.com/berthpaas/berth/cluster/httpapi"
 	"github.com/berthpaas/berth/cluster/raftnode"
+	"github.com/berthpaas/berth/cluster/registry"
 	"github.com/berthpaas/berth/cluster/secrets"
 	"github.com/berthpaas/berth/internal/version"
+	"github.com/docker/docker/client"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -45,6 +48,11 @@ type Server struct {
 	// until the state store records them.
 	peersMu sync.Mutex
 	peers   map[string]string
+
+	// Builds: nil when this server runs none.
+	docker   *client.Client
+	registry *registry.Registry
+	git      *gitreceive.Server
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -114,16 +122,32 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("%s has raft state but no keyring file %s: copy it from another server of the cluster", s.cfg.DataDir, kpath)
 	}
 
+	pipeline, err := s.startBuilds(ctx)
+	if err != nil {
+		s.Stop()
+		return err
+	}
 	ln, err := net.Listen("tcp", s.cfg.Bind)
 	if err != nil {
-		node.Shutdown()
+		s.Stop()
 		return fmt.Errorf("API listener on %s: %w", s.cfg.Bind, err)
 	}
 	s.ln = ln
-	s.api = httpapi.New(httpapi.Config{
+	apiCfg := httpapi.Config{
 		Name: s.cfg.Name, APIAddr: s.cfg.Advertise, Node: node, Keyring: &s.keyring, BootstrapExpect: s.cfg.BootstrapExpect,
-		Peers: s.peer, LeaderReady: s.leaderReady.Load, MaxBody: s.cfg.MaxBodyBytes, Registry: reg, Logger: s.log, Version: version.Version,
-	})
+		Peers: s.peer, LeaderReady: s.leaderReady.Load, MaxBody: s.cfg.MaxBodyBytes, MaxUpload: s.cfg.Build.MaxPushBytes,
+		Registry: reg, Logger: s.log, Version: version.Version,
+	}
+	if pipeline != nil {
+		apiCfg.Builds, apiCfg.GitHost = pipeline, s.cfg.GitAdvertise
+	}
+	s.api = httpapi.New(apiCfg)
+	if pipeline != nil {
+		if err := s.startGit(ctx, pipeline); err != nil {
+			s.Stop()
+			return err
+		}
+	}
 	s.http = &http.Server{
 		Handler: s.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -234,6 +258,17 @@ func (s *Server) Stop() {
 		}
 		if s.cancel != nil {
 			s.cancel()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if s.git != nil {
+			s.git.Stop(ctx)
+		}
+		if s.registry != nil {
+			s.registry.Stop(ctx)
+		}
+		if s.docker != nil {
+			s.docker.Close()
 		}
 		s.wg.Wait()
 		if s.node != nil {

@@ -99,3 +99,15 @@ func (t *Txn) adminCount() int {
 	}
 	return n
 }
+
+// TokenByAccessor finds a token by accessor ID, or ErrNotFound.
+func (s *Snapshot) TokenByAccessor(id string) (*Token, error) {
+	raw, err := s.txn.First(tableTokens, "id", id)
+	if err != nil {
+		return nil, fmt.Errorf("look up token: %w", err)
+	}
+	if raw == nil {
+		return nil, ErrNotFound
+	}
+	return raw.(*Token), nil
+}

@@ -38,6 +38,12 @@ Add a server to a running cluster with --join and an admin --join-token.`,
 			&cli.StringFlag{Name: "raft-advertise", Usage: "raft address other servers use (default: --raft-bind)"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "form a new cluster once this many servers (1, 3 or 5) are known"},
 			&cli.StringSliceFlag{Name: "join", Usage: "API address of another server (repeatable)"},
+			&cli.StringFlag{Name: "git-bind", Usage: "SSH git endpoint address (default " + server.DefaultGitBind + ")"},
+			&cli.StringFlag{Name: "git-advertise", Usage: "host:port put in git remotes (default: --git-bind)"},
+			&cli.StringFlag{Name: "registry-bind", Usage: "embedded OCI registry address (default " + server.DefaultRegistryBind + ")"},
+			&cli.StringFlag{Name: "stack", Usage: "base image of buildpack builds (default debian:bookworm)"},
+			&cli.StringSliceFlag{Name: "build-ca-file", Usage: "extra PEM CA certificate that builds trust (repeatable)"},
+			&cli.BoolFlag{Name: "no-builds", Usage: "run without builds, registry and git endpoint"},
 			&cli.StringFlag{Name: "join-token", Usage: "admin token to join a cluster that is already bootstrapped", EnvVars: []string{"BERTH_JOIN_TOKEN"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log in JSON"},
@@ -65,6 +71,16 @@ func runServer(c *cli.Context) error {
 	str("raft-bind", &cfg.RaftBind)
 	str("raft-advertise", &cfg.RaftAdvertise)
 	str("join-token", &cfg.JoinToken)
+	str("git-bind", &cfg.GitBind)
+	str("git-advertise", &cfg.GitAdvertise)
+	str("registry-bind", &cfg.RegistryBind)
+	str("stack", &cfg.Build.Stack)
+	if c.IsSet("build-ca-file") {
+		cfg.Build.CAFiles = c.StringSlice("build-ca-file")
+	}
+	if c.Bool("no-builds") {
+		cfg.Build.Disabled = true
+	}
 	if c.IsSet("bootstrap-expect") {
 		cfg.BootstrapExpect = c.Int("bootstrap-expect")
 	}

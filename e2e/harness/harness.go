@@ -41,6 +41,12 @@ func Build(ctx context.Context, dir string) (string, error) {
 
 // Options tune a cluster.
 type Options struct {
+	// Builds turns on builds, the registry and the git endpoint (each server
+	// gets ports for them); Stack is the buildpack base image.
+	Builds bool
+	Stack  string
+	// Build is written as the "build" section of each server's config file.
+	Build map[string]any
 	// Raft is written as the "raft" section of each server's config file.
 	Raft map[string]any
 	// LogDir receives each server's log; default: the server's data dir.
@@ -54,11 +60,13 @@ func FastRaft() map[string]any {
 
 // Server is one berth server process.
 type Server struct {
-	Name     string
-	APIAddr  string
-	RaftAddr string
-	DataDir  string
-	Join     []string
+	Name         string
+	APIAddr      string
+	RaftAddr     string
+	GitAddr      string
+	RegistryAddr string
+	DataDir      string
+	Join         []string
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -123,7 +131,16 @@ func (c *Cluster) newServer(name string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Server{Name: name, APIAddr: apiAddr, RaftAddr: raftAddr, DataDir: dir}, nil
+	s := &Server{Name: name, APIAddr: apiAddr, RaftAddr: raftAddr, DataDir: dir}
+	if c.Opts.Builds {
+		if s.GitAddr, err = c.alloc.Addr(); err != nil {
+			return nil, err
+		}
+		if s.RegistryAddr, err = c.alloc.Addr(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Start forms the cluster: starts every server, waits for a leader and
@@ -160,6 +177,17 @@ func (c *Cluster) StartServer(i, expect int, joinToken string) error {
 	cfg := map[string]any{"raft": c.Opts.Raft}
 	if c.Opts.Raft == nil {
 		cfg["raft"] = FastRaft()
+	}
+	build := map[string]any{"disabled": !c.Opts.Builds}
+	for k, v := range c.Opts.Build {
+		build[k] = v
+	}
+	if c.Opts.Stack != "" {
+		build["stack"] = c.Opts.Stack
+	}
+	cfg["build"] = build
+	if c.Opts.Builds {
+		cfg["git_bind"], cfg["registry_bind"] = s.GitAddr, s.RegistryAddr
 	}
 	b, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(s.DataDir, "config.json")
