@@ -288,7 +288,20 @@ func TestReleasesAndRollbackRestoreImageAndConfig(t *testing.T) {
 	if rel := latest(t, cl, "web"); rel != nil {
 		t.Fatalf("config change before the first deploy made release %+v", rel)
 	}
-	p := newPusher(t, c, "web", "go", newKey(t, cl, "k"))
+	// The CLI registers the key and sets up the remote.
+	cli := newCLI(t, c.Servers[0].APIAddr, c.RootToken)
+	key := newKey(t, nil, "k")
+	if out := cli.ok("keys", "add", key+".pub"); !strings.Contains(out, "Added key k (SHA256:") {
+		t.Fatalf("berth keys add: %s", out)
+	}
+	cli.fails("already registered", "keys", "add", "--name", "again", key+".pub")
+	p := newPusher(t, c, "web", "go", key)
+	p.git("remote", "remove", "berth")
+	cli.dir = p.dir
+	cli.ok("git", "remote", "-a", "web")
+	if url := strings.TrimSpace(p.git("remote", "get-url", "berth")); url != "ssh://git@"+c.Servers[0].GitAddr+"/web.git" {
+		t.Fatalf("berth git remote set %q", url)
+	}
 	out := p.mustPush("main")
 	if !strings.Contains(out, "release-ran") {
 		t.Fatalf("the Procfile release command did not run:\n%s", out)
@@ -330,7 +343,6 @@ func TestReleasesAndRollbackRestoreImageAndConfig(t *testing.T) {
 		t.Fatalf("rollback to a missing release = %v, want not_found", err)
 	}
 	// The CLI's view.
-	cli := newCLI(t, c.Servers[0].APIAddr, c.RootToken)
 	if out := cli.ok("releases", "-a", "web"); !strings.Contains(out, "v5") || !strings.Contains(out, "Rollback to v1") {
 		t.Fatalf("berth releases:\n%s", out)
 	}

@@ -25,6 +25,11 @@ type Build struct {
 	Release    uint64    `json:"release,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	Output     string    `json:"output,omitempty"`
+	// PhaseSeconds says how long each step took: start (recording the
+	// build), receive (reading the
+	// source), detect, build (the Docker build itself), push, release_command,
+	// record (replicating the release), retention.
+	PhaseSeconds map[string]float64 `json:"phase_seconds,omitempty"`
 }
 
 // BuildResultPrefix starts the last line of a streamed build: the line is

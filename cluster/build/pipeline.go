@@ -88,6 +88,22 @@ func New(cfg Config) *Pipeline {
 type job struct {
 	id, app, by, source, commit, branch string
 	tar                                 io.Reader
+	clock                               *clock
+}
+
+// clock measures the pipeline's steps.
+type clock struct {
+	last   time.Time
+	phases map[string]int64 // microseconds
+}
+
+func newClock() *clock { return &clock{last: time.Now(), phases: map[string]int64{}} }
+
+// lap charges the time since the previous lap to phase.
+func (c *clock) lap(phase string) {
+	now := time.Now()
+	c.phases[phase] += now.Sub(c.last).Microseconds()
+	c.last = now
 }
 
 // Deploy implements gitreceive.Pipeline: a push to a deploy branch.
@@ -132,10 +148,11 @@ func (t *tail) String() string {
 
 // run executes a build from source and returns the new release's version.
 func (p *Pipeline) run(ctx context.Context, j job, out io.Writer) (v uint64, err error) {
-	j.id = newID()
+	j.id, j.clock = newID(), newClock()
 	if err := p.start(ctx, j); err != nil {
 		return 0, err
 	}
+	j.clock.lap("start")
 	logs := &tail{n: outputTail}
 	w := io.MultiWriter(out, logs)
 	defer func() { p.finish(j, v, err, logs) }()
@@ -149,10 +166,12 @@ func (p *Pipeline) run(ctx context.Context, j job, out io.Writer) (v uint64, err
 	if err := buildpacks.ExtractContext(j.tar, dir, p.cfg.MaxSource); err != nil {
 		return 0, fmt.Errorf("source rejected: %w", err)
 	}
+	j.clock.lap("receive")
 	plan, err := buildpacks.Detect(dir, buildpacks.DetectOptions{Stack: p.cfg.Stack})
 	if err != nil {
 		return 0, err
 	}
+	j.clock.lap("detect")
 	fmt.Fprintf(w, "-----> %s app detected\n", plan.Kind)
 	imageID, err := p.cfg.Builder.Build(ctx, dir, plan, buildpacks.BuildOptions{
 		Tag: "berth-build/" + j.app + ":" + j.id, CACerts: p.cfg.CACerts, Proxy: p.cfg.Proxy, Log: w,
@@ -160,6 +179,7 @@ func (p *Pipeline) run(ctx context.Context, j job, out io.Writer) (v uint64, err
 	if err != nil {
 		return 0, err // a BuildError names the failing step and its output
 	}
+	j.clock.lap("build")
 	desc := "Deploy " + short(j.commit)
 	if j.commit == "" {
 		desc = "Deploy upload " + j.id
@@ -176,6 +196,7 @@ func (p *Pipeline) release(ctx context.Context, j job, image string, pf buildpac
 	if err != nil {
 		return 0, fmt.Errorf("push to the registry: %w", err)
 	}
+	j.clock.lap("push")
 	pinned := p.cfg.Registry.Addr() + "/" + j.app + "@" + digest
 	fmt.Fprintf(w, "-----> Image %s\n", pinned)
 	if pf.Release != "" {
@@ -191,6 +212,7 @@ func (p *Pipeline) release(ctx context.Context, j job, image string, pf buildpac
 		if code != 0 {
 			return 0, fmt.Errorf("release command %q exited with status %d; the release was not created", pf.Release, code)
 		}
+		j.clock.lap("release_command")
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("the push was interrupted before the release was recorded: %w", err)
@@ -210,8 +232,10 @@ func (p *Pipeline) release(ctx context.Context, j job, image string, pf buildpac
 	if err != nil {
 		return 0, err
 	}
+	j.clock.lap("record")
 	fmt.Fprintf(w, "-----> Released v%d\n", rel.Version)
 	p.collect(ctx, j.app, w)
+	j.clock.lap("retention")
 	return rel.Version, nil
 }
 
@@ -255,7 +279,8 @@ func (p *Pipeline) finish(j job, v uint64, buildErr error, logs *tail) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := p.cfg.Apply(ctx, fsm.BuildFinish{ID: j.id, Status: status, Error: msg, Output: logs.String(), Release: v, Time: time.Now().UTC()}); err != nil {
+	if _, err := p.cfg.Apply(ctx, fsm.BuildFinish{ID: j.id, Status: status, Error: msg, Output: logs.String(), Release: v,
+		Phases: j.clock.phases, Time: time.Now().UTC()}); err != nil {
 		p.cfg.Logger.Warn("record build outcome", "build", j.id, "app", j.app, "err", err)
 	}
 }
@@ -286,7 +311,7 @@ func (p *Pipeline) collect(ctx context.Context, app string, w io.Writer) {
 
 // ImportImage implements httpapi.Builds: `berth deploy --image REF`.
 func (p *Pipeline) ImportImage(ctx context.Context, app, image, desc, by string) (v uint64, err error) {
-	j := job{id: newID(), app: app, by: by, source: "image"}
+	j := job{id: newID(), app: app, by: by, source: "image", clock: newClock()}
 	if err := p.start(ctx, j); err != nil {
 		return 0, err
 	}

@@ -39,6 +39,12 @@ func toAPIBuild(b *state.Build, withOutput bool) api.Build {
 	if withOutput {
 		out.Output = b.Output
 	}
+	if len(b.Phases) > 0 {
+		out.PhaseSeconds = make(map[string]float64, len(b.Phases))
+		for k, us := range b.Phases {
+			out.PhaseSeconds[k] = float64(us) / 1e6
+		}
+	}
 	return out
 }
 

@@ -38,6 +38,8 @@ type Build struct {
 	Release    uint64
 	Error      string
 	Output     string
+	// Phases holds how long each step took, in microseconds.
+	Phases map[string]int64
 }
 
 // StartBuild records a running build; it fails with ErrBuildRunning while
@@ -64,7 +66,7 @@ func (t *Txn) StartBuild(b Build) error {
 }
 
 // FinishBuild records a build's outcome.
-func (t *Txn) FinishBuild(id, status, errMsg, output string, release uint64, at time.Time) (*Build, error) {
+func (t *Txn) FinishBuild(id, status, errMsg, output string, release uint64, phases map[string]int64, at time.Time) (*Build, error) {
 	raw, err := t.txn.First(tableBuilds, "id", id)
 	if err != nil {
 		return nil, fmt.Errorf("get build: %w", err)
@@ -73,7 +75,7 @@ func (t *Txn) FinishBuild(id, status, errMsg, output string, release uint64, at 
 		return nil, fmt.Errorf("build %s: %w", id, ErrNotFound)
 	}
 	b := *raw.(*Build)
-	b.Status, b.Error, b.Output, b.Release, b.FinishedAt = status, errMsg, output, release, at
+	b.Status, b.Error, b.Output, b.Release, b.Phases, b.FinishedAt = status, errMsg, output, release, phases, at
 	if err := t.txn.Insert(tableBuilds, &b); err != nil {
 		return nil, fmt.Errorf("update build: %w", err)
 	}
