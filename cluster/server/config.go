@@ -93,9 +93,9 @@ const (
 // Default raft timings suit a LAN: a dead leader is replaced in about a
 // second, without spurious elections on a busy 2-core machine.
 const (
-	defaultHeartbeat   = 600 * time.Millisecond
-	defaultElection    = 600 * time.Millisecond
-	defaultLeaderLease = 300 * time.Millisecond
+	defaultHeartbeat   = 500 * time.Millisecond
+	defaultElection    = 500 * time.Millisecond
+	defaultLeaderLease = 250 * time.Millisecond
 )
 
 // LoadFile reads a JSON config file over c, rejecting unknown keys.
