@@ -38,16 +38,59 @@ func applyAppDestroy(txn *state.Txn, c AppDestroy) (any, error) {
 	return nil, txn.DeleteApp(c.Name)
 }
 
-// AppUpdate changes an app's settings.
+// AppUpdate changes an app's settings; nil fields stay as they are.
 type AppUpdate struct {
 	Audited
-	Name         string `json:"name"`
-	DeployBranch string `json:"deploy_branch"`
+	Name          string         `json:"name"`
+	DeployBranch  *string        `json:"deploy_branch,omitempty"`
+	DeployTimeout *time.Duration `json:"deploy_timeout,omitempty"`
 }
 
 // Type implements Command.
 func (AppUpdate) Type() MessageType { return AppUpdateType }
 
 func applyAppUpdate(txn *state.Txn, c AppUpdate) (any, error) {
-	return txn.UpdateApp(c.Name, c.DeployBranch)
+	var app *state.App
+	var err error
+	if c.DeployBranch != nil {
+		if app, err = txn.UpdateApp(c.Name, *c.DeployBranch); err != nil {
+			return nil, err
+		}
+	}
+	if c.DeployTimeout != nil {
+		if app, err = txn.SetDeployTimeout(c.Name, *c.DeployTimeout); err != nil {
+			return nil, err
+		}
+	}
+	return app, nil
+}
+
+// Scale sets process counts and resources.
+type Scale struct {
+	Audited
+	App       string                     `json:"app"`
+	Counts    map[string]int             `json:"counts"`
+	Resources map[string]state.Resources `json:"resources,omitempty"`
+}
+
+// Type implements Command.
+func (Scale) Type() MessageType { return ScaleType }
+
+func applyScale(txn *state.Txn, c Scale) (any, error) {
+	return txn.Scale(c.App, c.Counts, c.Resources)
+}
+
+// CheckSet sets one process type's health check.
+type CheckSet struct {
+	Audited
+	App     string      `json:"app"`
+	Process string      `json:"process"`
+	Check   state.Check `json:"check"`
+}
+
+// Type implements Command.
+func (CheckSet) Type() MessageType { return CheckSetType }
+
+func applyCheckSet(txn *state.Txn, c CheckSet) (any, error) {
+	return txn.SetCheck(c.App, c.Process, c.Check)
 }

@@ -40,6 +40,9 @@ const (
 	KeyRemoveType    MessageType = 13
 	BuildStartType   MessageType = 14
 	BuildFinishType  MessageType = 15
+	ScaleType        MessageType = 16
+	CheckSetType     MessageType = 17
+	DeployType       MessageType = 18
 )
 
 // Command is implemented by every command struct.
@@ -109,6 +112,9 @@ func New(log *slog.Logger) (*FSM, error) {
 		KeyRemoveType:    decoded(applyKeyRemove),
 		BuildStartType:   decoded(applyBuildStart),
 		BuildFinishType:  decoded(applyBuildFinish),
+		ScaleType:        decoded(applyScale),
+		CheckSetType:     decoded(applyCheckSet),
+		DeployType:       decoded(applyDeploy),
 	}
 	return f, nil
 }

@@ -31,7 +31,7 @@ func commands(t *testing.T) [][]byte {
 		TokenRevoke{Audited: audit("tokens.revoke", ""), IDOrName: "ci"},
 		AppDestroy{Audited: audit("apps.destroy", "api"), Name: "api"},
 		ServerRemove{Name: "s9"},
-		AppUpdate{Audited: audit("apps.update", "web"), Name: "web", DeployBranch: "prod"},
+		AppUpdate{Audited: audit("apps.update", "web"), Name: "web", DeployBranch: ptr("prod"), DeployTimeout: ptr(30 * time.Second)},
 		BuildStart{Build: state.Build{ID: "b1", App: "web", Source: "git", Commit: "abc", StartedAt: at}},
 		BuildFinish{ID: "b1", Status: state.BuildSucceeded, Output: "ok", Release: 1, Time: at},
 		Release{Audited: audit("releases.create", "web"), Release: state.NewRelease{App: "web", Image: "r/web@sha256:1", Digest: "sha256:1", Processes: map[string]string{"web": "./web"}, Kind: "deploy", CreatedAt: at}},
@@ -40,6 +40,11 @@ func commands(t *testing.T) [][]byte {
 		KeyAdd{Audited: audit("keys.add", ""), Key: state.Key{Fingerprint: "SHA256:x", Name: "laptop", Owner: "a1", PublicKey: "ssh-ed25519 AAAA", CreatedAt: at}},
 		KeyAdd{Key: state.Key{Fingerprint: "SHA256:y", Name: "old", Owner: "a1"}},
 		KeyRemove{Owner: "a1", Name: "old"},
+		Deploy{ID: "web-v3", State: state.DeployStarting, Time: at},
+		Deploy{ID: "web-v3", State: state.DeployCutover, Time: at},
+		Deploy{ID: "web-v3", State: state.DeployDone, Time: at},
+		Scale{Audited: audit("ps.scale", "web"), App: "web", Counts: map[string]int{"web": 2, "worker": 1}, Resources: map[string]state.Resources{"web": {MemoryMB: 512}}},
+		CheckSet{App: "web", Process: "web", Check: state.Check{Type: "http", Path: "/healthz", Timeout: time.Second}},
 	}
 	var out [][]byte
 	for _, c := range cmds {
@@ -126,6 +131,13 @@ func TestSnapshotPersistRestore(t *testing.T) {
 	if len(rels) != 3 || rels[0].Kind != "rollback" || rels[1].Kind != "config" || len(rels[1].Config) != 2 || rels[0].Image != "r/web@sha256:1" {
 		t.Fatalf("releases after restore: %+v", rels)
 	}
+	deps, _, _ := snap.Deploys(nil, "web")
+	if len(deps) != 3 || deps[0].ID != "web-v3" || deps[0].State != state.DeployDone || deps[1].State != state.DeploySuperseded {
+		t.Fatalf("deploys after restore: %+v", deps)
+	}
+	if apps[0].ActiveRelease != 3 || apps[0].Formation["web"] != 2 || apps[0].Resources["web"].MemoryMB != 512 || apps[0].Checks["web"].Path != "/healthz" {
+		t.Fatalf("app after deploy, scale and check: %+v", apps[0])
+	}
 	keys, _, _ := snap.Keys(nil, "a1")
 	if len(keys) != 1 || keys[0].Name != "laptop" {
 		t.Fatalf("keys after restore: %+v", keys)
@@ -138,8 +150,8 @@ func TestSnapshotPersistRestore(t *testing.T) {
 		t.Fatal("bootstrap flag lost in restore")
 	}
 	entries, _, _ := snap.Audit(nil, "", 0, nil)
-	if len(entries) != 13 {
-		t.Fatalf("audit entries after restore = %d, want 13", len(entries))
+	if len(entries) != 14 {
+		t.Fatalf("audit entries after restore = %d, want 14", len(entries))
 	}
 	// The restored FSM keeps working.
 	b, _ := Encode(AppCreate{Name: "more", Time: time.Unix(0, 0)})
@@ -240,3 +252,5 @@ func TestDecodeChecksPeerCommands(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -36,3 +36,19 @@ func (Rollback) Type() MessageType { return RollbackType }
 func applyRollback(txn *state.Txn, c Rollback) (any, error) {
 	return txn.Rollback(c.App, c.Version, c.By, c.Time)
 }
+
+// Deploy advances a deploy; its cutover step makes the release active.
+type Deploy struct {
+	Audited
+	ID    string    `json:"id"`
+	State string    `json:"state"`
+	Note  string    `json:"note,omitempty"`
+	Time  time.Time `json:"time"`
+}
+
+// Type implements Command.
+func (Deploy) Type() MessageType { return DeployType }
+
+func applyDeploy(txn *state.Txn, c Deploy) (any, error) {
+	return txn.AdvanceDeploy(c.ID, c.State, c.Note, c.Time)
+}

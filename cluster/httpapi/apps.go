@@ -119,7 +119,7 @@ func (a *API) appsUpdate(w http.ResponseWriter, r *request) error {
 			return err
 		}
 	}
-	res, _, err := r.apply(fsm.AppUpdate{Audited: r.audit(id, "apps.update", name, "deploy_branch="+req.DeployBranch), Name: name, DeployBranch: req.DeployBranch})
+	res, _, err := r.apply(fsm.AppUpdate{Audited: r.audit(id, "apps.update", name, "deploy_branch="+req.DeployBranch), Name: name, DeployBranch: &req.DeployBranch})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -14,6 +15,18 @@ type App struct {
 	DeployBranch string
 	// LatestRelease is the version of the newest release (0: none yet).
 	LatestRelease uint64
+	// ActiveRelease is the release that serves traffic (0: none yet); it
+	// changes only when a deploy cuts over.
+	ActiveRelease uint64
+	// Formation is how many instances of each process type run.
+	Formation map[string]int
+	// Resources overrides memory and CPU per process type.
+	Resources map[string]Resources
+	// Checks overrides the health check per process type.
+	Checks map[string]Check
+	// DeployTimeout bounds how long new instances have to become healthy
+	// (0: the default, 60 s).
+	DeployTimeout time.Duration
 	CreatedAt     time.Time
 	CreateIndex   uint64
 	ModifyIndex   uint64
@@ -56,7 +69,10 @@ func (t *Txn) DeleteApp(name string) error {
 	if _, err := t.txn.DeleteAll(tableBuilds, "app", name); err != nil {
 		return fmt.Errorf("delete builds: %w", err)
 	}
-	return t.bump(tableApps, tableConfig, tableReleases, tableBuilds)
+	if _, err := t.txn.DeleteAll(tableDeploys, "app", name); err != nil {
+		return fmt.Errorf("delete deploys: %w", err)
+	}
+	return t.bump(tableApps, tableConfig, tableReleases, tableBuilds, tableDeploys)
 }
 
 // Apps lists all apps in name order, with the apps table's index.
@@ -119,4 +135,75 @@ func (t *Txn) app(name string) (*App, error) {
 		return nil, fmt.Errorf("app %q: %w", name, ErrNotFound)
 	}
 	return raw.(*App), nil
+}
+
+// Resources are per-process limits; zero fields take runtime defaults.
+type Resources struct {
+	MemoryMB int
+	CPU      int
+}
+
+// Check is a per-process health check setting.
+type Check struct {
+	Type     string // http, tcp, none
+	Path     string
+	Interval time.Duration
+	Timeout  time.Duration
+}
+
+// putApp writes a changed copy of an app.
+func (t *Txn) putApp(a *App) error {
+	a.ModifyIndex = t.index
+	if err := t.txn.Insert(tableApps, a); err != nil {
+		return fmt.Errorf("update app: %w", err)
+	}
+	return t.bump(tableApps)
+}
+
+// Scale sets instance counts (and optionally resources) of process types.
+func (t *Txn) Scale(name string, counts map[string]int, res map[string]Resources) (*App, error) {
+	app, err := t.app(name)
+	if err != nil {
+		return nil, err
+	}
+	next := *app
+	next.Formation = maps.Clone(app.Formation)
+	if next.Formation == nil {
+		next.Formation = map[string]int{}
+	}
+	maps.Copy(next.Formation, counts)
+	if len(res) > 0 {
+		next.Resources = maps.Clone(app.Resources)
+		if next.Resources == nil {
+			next.Resources = map[string]Resources{}
+		}
+		maps.Copy(next.Resources, res)
+	}
+	return &next, t.putApp(&next)
+}
+
+// SetCheck sets the health check of one process type.
+func (t *Txn) SetCheck(name, process string, c Check) (*App, error) {
+	app, err := t.app(name)
+	if err != nil {
+		return nil, err
+	}
+	next := *app
+	next.Checks = maps.Clone(app.Checks)
+	if next.Checks == nil {
+		next.Checks = map[string]Check{}
+	}
+	next.Checks[process] = c
+	return &next, t.putApp(&next)
+}
+
+// SetDeployTimeout changes how long a deploy waits for health.
+func (t *Txn) SetDeployTimeout(name string, d time.Duration) (*App, error) {
+	app, err := t.app(name)
+	if err != nil {
+		return nil, err
+	}
+	next := *app
+	next.DeployTimeout = d
+	return &next, t.putApp(&next)
 }

@@ -11,7 +11,7 @@ import (
 // persistedTables is the order tables are written in a snapshot. New tables
 // are appended; a restore ignores nothing and rejects unknown tables.
 var persistedTables = []string{tableIndex, tableMeta, tableServers, tableApps, tableConfig, tableTokens, tableAudit,
-	tableReleases, tableKeys, tableBuilds}
+	tableReleases, tableKeys, tableBuilds, tableDeploys}
 
 // record is one line of a persisted snapshot.
 type record struct {
@@ -94,6 +94,8 @@ func newObject(table string) (any, error) {
 		return &Key{}, nil
 	case tableBuilds:
 		return &Build{}, nil
+	case tableDeploys:
+		return &Deploy{}, nil
 	}
 	return nil, fmt.Errorf("snapshot has unknown table %q", table)
 }

@@ -66,11 +66,16 @@ func (t *Txn) CreateRelease(n NewRelease) (*Release, error) {
 		return nil, fmt.Errorf("insert release: %w", err)
 	}
 	next := *app
-	next.LatestRelease, next.ModifyIndex = r.Version, t.index
-	if err := t.txn.Insert(tableApps, &next); err != nil {
-		return nil, fmt.Errorf("update app: %w", err)
+	next.LatestRelease = r.Version
+	if err := t.putApp(&next); err != nil {
+		return nil, err
 	}
-	return r, t.bump(tableReleases, tableApps)
+	if r.Image != "" {
+		if err := t.queueDeploy(r, n.CreatedAt); err != nil {
+			return nil, err
+		}
+	}
+	return r, t.bump(tableReleases)
 }
 
 // latestRelease returns the app's newest release, or nil.

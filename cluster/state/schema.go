@@ -16,6 +16,7 @@ const (
 	tableReleases = "releases"
 	tableKeys     = "keys"
 	tableBuilds   = "builds"
+	tableDeploys  = "deploys"
 )
 
 func schema() *memdb.DBSchema {
@@ -55,6 +56,10 @@ func schema() *memdb.DBSchema {
 			}}},
 		}},
 		tableBuilds: {Name: tableBuilds, Indexes: map[string]*memdb.IndexSchema{
+			"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+			"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "App"}},
+		}},
+		tableDeploys: {Name: tableDeploys, Indexes: map[string]*memdb.IndexSchema{
 			"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
 			"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "App"}},
 		}},
