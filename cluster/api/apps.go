@@ -12,6 +12,9 @@ type App struct {
 	// DeployBranch is the branch whose pushes deploy ("" = main or master).
 	DeployBranch  string `json:"deploy_branch,omitempty"`
 	LatestRelease uint64 `json:"latest_release"`
+	// ActiveRelease serves traffic; it changes when a deploy cuts over.
+	ActiveRelease uint64         `json:"active_release"`
+	Formation     map[string]int `json:"formation,omitempty"`
 	// GitRemote is where to push, as the answering server sees it.
 	GitRemote   string    `json:"git_remote,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`

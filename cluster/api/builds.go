@@ -61,17 +61,11 @@ func (c *Client) UploadBuild(ctx context.Context, app string, source io.Reader, 
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/x-tar")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
-		return 0, fmt.Errorf("berth server at %s: %w", c.addr, err)
+		return 0, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return 0, decodeError(resp)
-	}
 	return ReadBuildStream(resp.Body, progress)
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/berthpaas/berth/cluster/registry"
 	"github.com/berthpaas/berth/cluster/secrets"
 	"github.com/berthpaas/berth/cluster/state"
+	"github.com/hashicorp/go-memdb"
 )
 
 // Defaults of the pipeline.
@@ -61,6 +62,10 @@ type Config struct {
 	Retain  int
 	WorkDir string
 	Logger  *slog.Logger
+	// WaitDeploy makes a push wait for its release's deploy (start, health
+	// checks, cutover) and fail if the deploy fails. Without a runtime there
+	// is nothing to wait for.
+	WaitDeploy bool
 }
 
 // Pipeline runs builds on this server.
@@ -236,6 +241,12 @@ func (p *Pipeline) release(ctx context.Context, j job, image string, pf buildpac
 	fmt.Fprintf(w, "-----> Released v%d\n", rel.Version)
 	p.collect(ctx, j.app, w)
 	j.clock.lap("retention")
+	if p.cfg.WaitDeploy {
+		if err := p.waitDeploy(ctx, state.DeployID(j.app, rel.Version), w); err != nil {
+			return rel.Version, err
+		}
+		j.clock.lap("deploy")
+	}
 	return rel.Version, nil
 }
 
@@ -350,4 +361,44 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// waitDeploy follows a deploy until it is final, printing its steps.
+func (p *Pipeline) waitDeploy(ctx context.Context, id string, w io.Writer) error {
+	shown := 0
+	for {
+		store := p.cfg.State()
+		ws := memdb.NewWatchSet()
+		ws.Add(store.AbandonCh())
+		dep, err := store.Snapshot().Deploy(ws, id)
+		if err != nil {
+			return err
+		}
+		for ; shown < len(dep.Steps); shown++ {
+			s := dep.Steps[shown]
+			switch s.State {
+			case state.DeployStarting:
+				fmt.Fprintf(w, "-----> Starting v%d; waiting for its health checks\n", dep.To)
+			case state.DeployCutover:
+				fmt.Fprintf(w, "-----> v%d is healthy and now serves traffic\n", dep.To)
+			case state.DeployDraining:
+				if dep.From > 0 {
+					fmt.Fprintf(w, "-----> Draining v%d\n", dep.From)
+				}
+			case state.DeployDone:
+				fmt.Fprintf(w, "-----> Deployed v%d\n", dep.To)
+			case state.DeploySuperseded:
+				fmt.Fprintf(w, "-----> v%d was superseded by a newer release\n", dep.To)
+			}
+		}
+		switch dep.State {
+		case state.DeployDone, state.DeploySuperseded:
+			return nil
+		case state.DeployFailed:
+			return fmt.Errorf("deploy of v%d failed: %s; the previous release keeps serving", dep.To, dep.Reason)
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			return fmt.Errorf("waiting for the deploy of %s: %w", id, err)
+		}
+	}
 }

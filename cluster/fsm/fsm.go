@@ -43,6 +43,7 @@ const (
 	ScaleType        MessageType = 16
 	CheckSetType     MessageType = 17
 	DeployType       MessageType = 18
+	AuditType        MessageType = 19
 )
 
 // Command is implemented by every command struct.
@@ -115,6 +116,7 @@ func New(log *slog.Logger) (*FSM, error) {
 		ScaleType:        decoded(applyScale),
 		CheckSetType:     decoded(applyCheckSet),
 		DeployType:       decoded(applyDeploy),
+		AuditType:        decoded(applyAuditRecord),
 	}
 	return f, nil
 }
@@ -228,3 +230,14 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *snapshot) Release() {}
+
+// AuditRecord records an action that changes no state, such as a restart
+// or a one-off run.
+type AuditRecord struct {
+	Audited
+}
+
+// Type implements Command.
+func (AuditRecord) Type() MessageType { return AuditType }
+
+func applyAuditRecord(*state.Txn, AuditRecord) (any, error) { return nil, nil }

@@ -13,6 +13,7 @@ import (
 
 func (a *API) toAPIApp(app *state.App) api.App {
 	out := api.App{Name: app.Name, DeployBranch: app.DeployBranch, LatestRelease: app.LatestRelease,
+		ActiveRelease: app.ActiveRelease, Formation: app.Formation,
 		CreatedAt: app.CreatedAt, CreateIndex: app.CreateIndex, ModifyIndex: app.ModifyIndex}
 	if a.cfg.GitHost != "" {
 		out.GitRemote = "ssh://git@" + a.cfg.GitHost + "/" + app.Name + ".git"

@@ -18,6 +18,7 @@ import (
 	"github.com/berthpaas/berth/cluster/raftnode"
 	"github.com/berthpaas/berth/cluster/secrets"
 	"github.com/berthpaas/berth/cluster/state"
+	"github.com/berthpaas/berth/scheduler"
 	"github.com/hashicorp/go-memdb"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -43,7 +44,11 @@ type Config struct {
 	// Builds runs builds and image imports on this server; nil disables them.
 	Builds Builds
 	// GitHost is host:port of this server's git endpoint, for remotes.
-	GitHost  string
+	GitHost string
+	// Runtime runs releases (on the leader); nil when none is configured.
+	Runtime scheduler.Runtime
+	// MaxScale caps one process type's count (default 100).
+	MaxScale int
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	Version  string
@@ -116,6 +121,13 @@ func (a *API) routes() {
 	a.handle("GET /v1/apps/{app}/builds", read, a.buildsList)
 	a.handle("GET /v1/apps/{app}/builds/{id}", read, a.buildsGet)
 	a.handleLimit("POST /v1/apps/{app}/builds", local, a.cfg.MaxUpload, a.buildsUpload)
+	a.handle("GET /v1/apps/{app}/instances", read, a.instancesList)
+	a.handle("POST /v1/apps/{app}/formation", write, a.formationScale)
+	a.handle("PUT /v1/apps/{app}/checks/{process}", write, a.checksSet)
+	a.handle("GET /v1/apps/{app}/deploys", read, a.deploysList)
+	a.handle("POST /v1/apps/{app}/restart", write, a.appRestart)
+	a.handle("GET /v1/apps/{app}/logs", read, a.appLogs)
+	a.handleLimit("POST /v1/apps/{app}/run", write, 1<<30, a.appRun)
 	a.handle("GET /v1/keys", read, a.keysList)
 	a.handle("POST /v1/keys", write, a.keysAdd)
 	a.handle("DELETE /v1/keys/{name}", write, a.keysRemove)
