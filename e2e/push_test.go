@@ -37,7 +37,7 @@ func requireDocker(t *testing.T) {
 func newBuildCluster(t *testing.T, build map[string]any) *harness.Cluster {
 	t.Helper()
 	requireDocker(t)
-	c, err := harness.New(berthBin, t.TempDir(), 1, harness.Options{Builds: true, Stack: testStack, Build: build})
+	c, err := harness.New(berthBin, t.TempDir(), 1, harness.Options{Builds: true, Stack: testStack, Build: build, Runtime: "docker"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,6 +472,10 @@ func TestDeployCommandAndImageRetention(t *testing.T) {
 	if _, err := cl.CreateApp(ctx, "img"); err != nil {
 		t.Fatal(err)
 	}
+	// The imported images serve nothing: their web process needs no check.
+	if err := cl.SetCheck(ctx, "img", "web", api.CheckRequest{Type: "none"}); err != nil {
+		t.Fatal(err)
+	}
 	cli := newCLI(t, c.Servers[0].APIAddr, c.RootToken)
 	// berth deploy DIR builds like a push.
 	dir := t.TempDir()
@@ -484,7 +488,7 @@ func TestDeployCommandAndImageRetention(t *testing.T) {
 	for i := 2; i <= 4; i++ {
 		tag := fmt.Sprintf("berth-e2e/retention:%d", i)
 		build := exec.Command("docker", "build", "-q", "-t", tag, "-")
-		build.Stdin = bytes.NewBufferString(fmt.Sprintf("FROM %s\nLABEL berth.e2e.n=%d\nCMD [\"sleep\", \"1\"]\n", testStack, i))
+		build.Stdin = bytes.NewBufferString(fmt.Sprintf("FROM %s\nLABEL berth.e2e.n=%d\nCMD [\"sleep\", \"infinity\"]\n", testStack, i))
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("docker build: %v\n%s", err, out)
 		}

@@ -15,6 +15,7 @@ type App struct {
 	// ActiveRelease serves traffic; it changes when a deploy cuts over.
 	ActiveRelease uint64         `json:"active_release"`
 	Formation     map[string]int `json:"formation,omitempty"`
+	DeployTimeout string         `json:"deploy_timeout,omitempty"`
 	// GitRemote is where to push, as the answering server sees it.
 	GitRemote   string    `json:"git_remote,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
@@ -28,9 +29,13 @@ type AppCreateRequest struct {
 	DeployBranch string `json:"deploy_branch,omitempty"`
 }
 
-// AppUpdateRequest is the body of PATCH /v1/apps/{app}.
+// AppUpdateRequest is the body of PATCH /v1/apps/{app}; nil fields stay.
 type AppUpdateRequest struct {
-	DeployBranch string `json:"deploy_branch"`
+	// DeployBranch: "" restores the default (main or master).
+	DeployBranch *string `json:"deploy_branch,omitempty"`
+	// DeployTimeout bounds how long new instances have to become healthy,
+	// as a Go duration ("90s"); "" restores the default (60s).
+	DeployTimeout *string `json:"deploy_timeout,omitempty"`
 }
 
 // Apps lists the apps the token may see.

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/berthpaas/berth/cluster/api"
@@ -15,6 +16,9 @@ func (a *API) toAPIApp(app *state.App) api.App {
 	out := api.App{Name: app.Name, DeployBranch: app.DeployBranch, LatestRelease: app.LatestRelease,
 		ActiveRelease: app.ActiveRelease, Formation: app.Formation,
 		CreatedAt: app.CreatedAt, CreateIndex: app.CreateIndex, ModifyIndex: app.ModifyIndex}
+	if app.DeployTimeout > 0 {
+		out.DeployTimeout = app.DeployTimeout.String()
+	}
 	if a.cfg.GitHost != "" {
 		out.GitRemote = "ssh://git@" + a.cfg.GitHost + "/" + app.Name + ".git"
 	}
@@ -115,12 +119,31 @@ func (a *API) appsUpdate(w http.ResponseWriter, r *request) error {
 	if err := decodeBody(r.Request, &req); err != nil {
 		return err
 	}
-	if req.DeployBranch != "" {
-		if err := api.ValidateBranch(req.DeployBranch); err != nil {
-			return err
+	cmd := fsm.AppUpdate{Name: name, DeployBranch: req.DeployBranch}
+	var detail []string
+	if b := req.DeployBranch; b != nil {
+		if *b != "" {
+			if err := api.ValidateBranch(*b); err != nil {
+				return err
+			}
 		}
+		detail = append(detail, "deploy_branch="+*b)
 	}
-	res, _, err := r.apply(fsm.AppUpdate{Audited: r.audit(id, "apps.update", name, "deploy_branch="+req.DeployBranch), Name: name, DeployBranch: &req.DeployBranch})
+	if s := req.DeployTimeout; s != nil {
+		var d time.Duration
+		if *s != "" {
+			if d, err = time.ParseDuration(*s); err != nil || d < time.Second || d > 30*time.Minute {
+				return badRequest("deploy_timeout must be a duration between 1s and 30m, like 90s")
+			}
+		}
+		cmd.DeployTimeout = &d
+		detail = append(detail, "deploy_timeout="+*s)
+	}
+	if len(detail) == 0 {
+		return badRequest("nothing to change: give deploy_branch or deploy_timeout")
+	}
+	cmd.Audited = r.audit(id, "apps.update", name, strings.Join(detail, " "))
+	res, _, err := r.apply(cmd)
 	if err != nil {
 		return err
 	}

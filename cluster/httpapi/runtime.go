@@ -329,9 +329,23 @@ func (a *API) appLogs(w http.ResponseWriter, r *request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
-	err = rt.Logs(r.Context(), name, opts, func(l scheduler.LogLine) {
+	emit := func(l scheduler.LogLine) {
 		fmt.Fprintf(fw, "%s %s: %s\n", l.Time.UTC().Format(time.RFC3339Nano), l.Instance, strings.TrimRight(l.Text, "\n"))
-	})
+	}
+	var kept []scheduler.LogLine
+	collect := emit
+	if !opts.Follow && opts.Tail > 0 {
+		// The runtime tails each instance; -n is a total over the merged log.
+		collect = func(l scheduler.LogLine) {
+			if kept = append(kept, l); len(kept) > opts.Tail {
+				kept = kept[1:]
+			}
+		}
+	}
+	err = rt.Logs(r.Context(), name, opts, collect)
+	for _, l := range kept {
+		emit(l)
+	}
 	if err != nil && r.Context().Err() == nil {
 		fmt.Fprintf(fw, "berth: logs ended: %v\n", err)
 	}

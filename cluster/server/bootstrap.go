@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthpaas/berth/cluster/api"
+	"github.com/berthpaas/berth/cluster/deployer"
 	"github.com/berthpaas/berth/cluster/fsm"
 	"github.com/berthpaas/berth/cluster/httpapi"
 	"github.com/berthpaas/berth/cluster/secrets"
@@ -173,10 +174,12 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			return
 		case leader := <-s.node.LeaderCh():
 			s.leaderReady.Store(false)
+			s.stopDeployer()
 			if leader {
 				if err := s.establishLeadership(ctx); err != nil {
 					s.log.Warn("leader setup incomplete", "err", err)
 				}
+				s.startDeployer(ctx)
 			}
 		}
 	}
@@ -238,5 +241,45 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-time.After(d):
 		return nil
+	}
+}
+
+// startDeployer runs the deployer while this server leads.
+func (s *Server) startDeployer(ctx context.Context) {
+	if s.runtime == nil {
+		return
+	}
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	dctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	d := deployer.New(deployer.Config{
+		Runtime: s.runtime,
+		State:   func() *state.Store { return s.node.FSM().State() },
+		Apply: func(ctx context.Context, cmd fsm.Command) (uint64, error) {
+			_, idx, err := s.node.Apply(cmd)
+			return idx, err
+		},
+		Keyring: func() *secrets.Keyring { return s.keyring.Load() },
+		Logger:  s.log.With("component", "deployer"),
+		Drain:   time.Duration(s.cfg.Drain),
+	})
+	go func() {
+		defer close(done)
+		d.Run(dctx)
+	}()
+	s.deployStop = func() {
+		cancel()
+		<-done
+	}
+}
+
+// stopDeployer stops the deployer, if it runs, and waits for it.
+func (s *Server) stopDeployer() {
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	if s.deployStop != nil {
+		s.deployStop()
+		s.deployStop = nil
 	}
 }

@@ -14,16 +14,16 @@ import (
 	"github.com/berthpaas/berth/cluster/registry"
 	"github.com/berthpaas/berth/cluster/secrets"
 	"github.com/berthpaas/berth/cluster/state"
+	"github.com/berthpaas/berth/scheduler"
+	dockerrt "github.com/berthpaas/berth/scheduler/docker"
 	"github.com/docker/docker/client"
 )
 
-// startBuilds starts what git push needs on this server: a Docker client,
-// the embedded registry and the build pipeline. Without a reachable Docker
-// engine the server runs without builds and says so.
-func (s *Server) startBuilds(ctx context.Context) (*build.Pipeline, error) {
-	bc := s.cfg.Build
-	if bc.Disabled {
-		return nil, nil
+// dockerClient connects to the Docker engine (DOCKER_HOST or the local
+// socket), or returns nil when none answers.
+func (s *Server) dockerClient(ctx context.Context) (*client.Client, error) {
+	if s.docker != nil {
+		return s.docker, nil
 	}
 	dc, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -31,13 +31,54 @@ func (s *Server) startBuilds(ctx context.Context) (*build.Pipeline, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	_, err = dc.Ping(pctx)
+	if err == nil {
+		// Negotiate once, before the builder and the runtime share the
+		// client from several goroutines (the client does not lock it).
+		dc.NegotiateAPIVersion(pctx)
+	}
 	cancel()
 	if err != nil {
 		dc.Close()
-		s.log.Warn("no Docker engine: builds, the registry and git push are off on this server", "err", err)
+		s.log.Warn("no Docker engine: builds, the registry, git push and the docker runtime are off on this server", "err", err)
 		return nil, nil
 	}
 	s.docker = dc
+	return dc, nil
+}
+
+// startRuntime makes the runtime that runs releases on this server.
+func (s *Server) startRuntime(ctx context.Context) (scheduler.Runtime, error) {
+	if s.cfg.Runtime == "none" {
+		return nil, nil
+	}
+	dc, err := s.dockerClient(ctx)
+	if err != nil || dc == nil {
+		return nil, err
+	}
+	cluster := s.cfg.RuntimeCluster
+	if cluster == "" {
+		cluster = "berth"
+	}
+	rt, err := dockerrt.New(dockerrt.Config{Docker: dc, Cluster: cluster, Logger: s.log.With("component", "runtime")})
+	if err != nil {
+		return nil, err
+	}
+	s.runtime = rt
+	return rt, nil
+}
+
+// startBuilds starts what git push needs on this server: the embedded
+// registry and the build pipeline, on the Docker engine. Without a
+// reachable engine the server runs without builds and says so.
+func (s *Server) startBuilds(ctx context.Context) (*build.Pipeline, error) {
+	bc := s.cfg.Build
+	if bc.Disabled {
+		return nil, nil
+	}
+	dc, err := s.dockerClient(ctx)
+	if err != nil || dc == nil {
+		return nil, err
+	}
 	var cas [][]byte
 	for _, f := range bc.CAFiles {
 		b, err := os.ReadFile(f)
@@ -81,6 +122,7 @@ func (s *Server) startBuilds(ctx context.Context) (*build.Pipeline, error) {
 		Retain:      bc.RetainReleases,
 		WorkDir:     work,
 		Logger:      s.log.With("component", "build"),
+		WaitDeploy:  s.runtime != nil,
 	}), nil
 }
 

@@ -63,6 +63,17 @@ type Config struct {
 	// RegistryBind is the embedded OCI registry's address.
 	RegistryBind string      `json:"registry_bind,omitempty"`
 	Build        BuildConfig `json:"build,omitempty"`
+	// Runtime runs releases: "docker" (one host; the default when a Docker
+	// engine is reachable) or "none".
+	Runtime string `json:"runtime,omitempty"`
+	// RuntimeCluster labels this cluster's containers so that several
+	// clusters can share a Docker engine (default "berth").
+	RuntimeCluster string `json:"runtime_cluster,omitempty"`
+	// Drain is how long old instances finish requests after leaving the
+	// router, before SIGTERM (default 2s).
+	Drain Duration `json:"drain,omitempty"`
+	// MaxScale caps one process type's instance count (default 100).
+	MaxScale int `json:"max_scale,omitempty"`
 }
 
 // BuildConfig tunes builds on this server.
@@ -191,6 +202,16 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(f); err != nil {
 			errs = append(errs, fmt.Errorf("build CA file: %w", err))
 		}
+	}
+	switch c.Runtime {
+	case "", "docker", "none":
+	case "nomad":
+		errs = append(errs, errors.New("runtime nomad is not available in this build yet; use docker"))
+	default:
+		errs = append(errs, fmt.Errorf("runtime %q: use docker or none", c.Runtime))
+	}
+	if c.MaxScale < 0 {
+		errs = append(errs, errors.New("max_scale must be positive"))
 	}
 	if c.Dev && len(c.Join) > 0 {
 		errs = append(errs, errors.New("--dev runs a single server; drop --join"))

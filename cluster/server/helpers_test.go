@@ -43,7 +43,7 @@ func startDevNoCleanup(t *testing.T) (*Server, *api.Client) {
 		t.Fatal(err)
 	}
 	// Builds have their own end-to-end tests (e2e/push_test.go).
-	cfg := Config{Dev: true, Name: "dev1", DataDir: t.TempDir(), Bind: apiAddr, RaftBind: raftAddr, Build: BuildConfig{Disabled: true},
+	cfg := Config{Dev: true, Name: "dev1", DataDir: t.TempDir(), Bind: apiAddr, RaftBind: raftAddr, Build: BuildConfig{Disabled: true}, Runtime: "none",
 		Raft: RaftConfig{HeartbeatTimeout: Duration(200 * time.Millisecond), ElectionTimeout: Duration(200 * time.Millisecond), LeaderLeaseTimeout: Duration(100 * time.Millisecond)}}
 	s, err := New(cfg, testLogger())
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/berthpaas/berth/cluster/registry"
 	"github.com/berthpaas/berth/cluster/secrets"
 	"github.com/berthpaas/berth/internal/version"
+	dockerrt "github.com/berthpaas/berth/scheduler/docker"
 	"github.com/docker/docker/client"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -53,6 +54,10 @@ type Server struct {
 	docker   *client.Client
 	registry *registry.Registry
 	git      *gitreceive.Server
+	// runtime runs releases; the deployer drives it while this server leads.
+	runtime    *dockerrt.Runtime
+	deployMu   sync.Mutex
+	deployStop func()
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -122,6 +127,11 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("%s has raft state but no keyring file %s: copy it from another server of the cluster", s.cfg.DataDir, kpath)
 	}
 
+	rt, err := s.startRuntime(ctx)
+	if err != nil {
+		s.Stop()
+		return err
+	}
 	pipeline, err := s.startBuilds(ctx)
 	if err != nil {
 		s.Stop()
@@ -140,6 +150,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if pipeline != nil {
 		apiCfg.Builds, apiCfg.GitHost = pipeline, s.cfg.GitAdvertise
+	}
+	if rt != nil {
+		apiCfg.Runtime, apiCfg.MaxScale = rt, s.cfg.MaxScale
 	}
 	s.api = httpapi.New(apiCfg)
 	if pipeline != nil {
@@ -271,6 +284,10 @@ func (s *Server) Stop() {
 			s.docker.Close()
 		}
 		s.wg.Wait()
+		s.stopDeployer()
+		if s.runtime != nil {
+			s.runtime.Close()
+		}
 		if s.node != nil {
 			if err := s.node.Shutdown(); err != nil {
 				s.log.Warn("raft shutdown", "err", err)

@@ -18,7 +18,8 @@ func appsCommand() *cli.Command {
 			{Name: "create", Usage: "create an app", ArgsUsage: "NAME",
 				Flags: []cli.Flag{&cli.StringFlag{Name: "deploy-branch", Usage: "branch whose pushes deploy (default: main or master)"}}, Action: appsCreate},
 			{Name: "update", Usage: "change an app's settings", ArgsUsage: "[NAME]",
-				Flags: []cli.Flag{appFlag(), &cli.StringFlag{Name: "deploy-branch", Usage: "branch whose pushes deploy (\"\" for main or master)"}}, Action: appsUpdate},
+				Flags: []cli.Flag{appFlag(), &cli.StringFlag{Name: "deploy-branch", Usage: "branch whose pushes deploy (\"\" for main or master)"},
+					&cli.StringFlag{Name: "deploy-timeout", Usage: "how long new instances have to become healthy (e.g. 90s; \"\" for 60s)"}}, Action: appsUpdate},
 			{Name: "list", Usage: "list apps", Action: appsList},
 			{Name: "info", Usage: "show an app", ArgsUsage: "[NAME]", Flags: []cli.Flag{appFlag()}, Action: appsInfo},
 			{Name: "destroy", Usage: "destroy an app and its config", ArgsUsage: "NAME --confirm NAME",
@@ -148,14 +149,23 @@ func appsUpdate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if !c.IsSet("deploy-branch") {
-		return cli.Exit("nothing to change: give --deploy-branch", 2)
+	var req api.AppUpdateRequest
+	if c.IsSet("deploy-branch") {
+		v := c.String("deploy-branch")
+		req.DeployBranch = &v
+	}
+	if c.IsSet("deploy-timeout") {
+		v := c.String("deploy-timeout")
+		req.DeployTimeout = &v
+	}
+	if req.DeployBranch == nil && req.DeployTimeout == nil {
+		return cli.Exit("nothing to change: give --deploy-branch or --deploy-timeout", 2)
 	}
 	cl, err := newClient(c)
 	if err != nil {
 		return err
 	}
-	app, err := cl.UpdateApp(c.Context, name, api.AppUpdateRequest{DeployBranch: c.String("deploy-branch")})
+	app, err := cl.UpdateApp(c.Context, name, req)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ Add a server to a running cluster with --join and an admin --join-token.`,
 			&cli.StringFlag{Name: "stack", Usage: "base image of buildpack builds (default debian:bookworm)"},
 			&cli.StringSliceFlag{Name: "build-ca-file", Usage: "extra PEM CA certificate that builds trust (repeatable)"},
 			&cli.BoolFlag{Name: "no-builds", Usage: "run without builds, registry and git endpoint"},
+			&cli.StringFlag{Name: "runtime", Usage: "what runs releases: docker (default with a Docker engine) or none"},
 			&cli.StringFlag{Name: "join-token", Usage: "admin token to join a cluster that is already bootstrapped", EnvVars: []string{"BERTH_JOIN_TOKEN"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log in JSON"},
@@ -75,6 +76,7 @@ func runServer(c *cli.Context) error {
 	str("git-advertise", &cfg.GitAdvertise)
 	str("registry-bind", &cfg.RegistryBind)
 	str("stack", &cfg.Build.Stack)
+	str("runtime", &cfg.Runtime)
 	if c.IsSet("build-ca-file") {
 		cfg.Build.CAFiles = c.StringSlice("build-ca-file")
 	}

@@ -47,6 +47,9 @@ type Options struct {
 	Stack  string
 	// Build is written as the "build" section of each server's config file.
 	Build map[string]any
+	// Runtime is "docker" or "" (none). Containers are labelled with a
+	// value unique to the cluster and removed by Close.
+	Runtime string
 	// Raft is written as the "raft" section of each server's config file.
 	Raft map[string]any
 	// LogDir receives each server's log; default: the server's data dir.
@@ -189,6 +192,10 @@ func (c *Cluster) StartServer(i, expect int, joinToken string) error {
 	if c.Opts.Builds {
 		cfg["git_bind"], cfg["registry_bind"] = s.GitAddr, s.RegistryAddr
 	}
+	cfg["runtime"] = "none"
+	if c.Opts.Runtime != "" {
+		cfg["runtime"], cfg["runtime_cluster"] = c.Opts.Runtime, c.RuntimeCluster()
+	}
 	b, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(s.DataDir, "config.json")
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
@@ -263,10 +270,19 @@ func (c *Cluster) Stop(i int) {
 // Restart starts a stopped server again on its data dir.
 func (c *Cluster) Restart(i int) error { return c.StartServer(i, 0, "") }
 
-// Close kills every server.
+// RuntimeCluster is the label value of this cluster's containers.
+func (c *Cluster) RuntimeCluster() string { return "e2e-" + filepath.Base(c.Dir) }
+
+// Close kills every server and removes the cluster's containers.
 func (c *Cluster) Close() {
 	for i := range c.Servers {
 		c.Kill(i)
+	}
+	if c.Opts.Runtime == "docker" {
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=berth.cluster="+c.RuntimeCluster()).Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+		}
 	}
 }
 
