@@ -16,6 +16,7 @@ import (
 	"github.com/berthpaas/berth/cluster/state"
 	"github.com/berthpaas/berth/scheduler"
 	dockerrt "github.com/berthpaas/berth/scheduler/docker"
+	nomadrt "github.com/berthpaas/berth/scheduler/nomad"
 	"github.com/docker/docker/client"
 )
 
@@ -48,8 +49,18 @@ func (s *Server) dockerClient(ctx context.Context) (*client.Client, error) {
 
 // startRuntime makes the runtime that runs releases on this server.
 func (s *Server) startRuntime(ctx context.Context) (scheduler.Runtime, error) {
-	if s.cfg.Runtime == "none" {
+	switch s.cfg.Runtime {
+	case "none":
 		return nil, nil
+	case "nomad":
+		n := s.cfg.Nomad
+		rt, err := nomadrt.New(nomadrt.Config{NomadAddr: n.Addr, NomadToken: n.Token, ConsulAddr: n.ConsulAddr, ConsulToken: n.ConsulToken,
+			Datacenters: n.Datacenters, Region: n.Region, StopDrain: time.Duration(s.cfg.Drain), Logger: s.log.With("component", "runtime")})
+		if err != nil {
+			return nil, err
+		}
+		s.runtime = rt
+		return rt, nil
 	}
 	dc, err := s.dockerClient(ctx)
 	if err != nil || dc == nil {

@@ -64,8 +64,9 @@ type Config struct {
 	RegistryBind string      `json:"registry_bind,omitempty"`
 	Build        BuildConfig `json:"build,omitempty"`
 	// Runtime runs releases: "docker" (one host; the default when a Docker
-	// engine is reachable) or "none".
-	Runtime string `json:"runtime,omitempty"`
+	// engine is reachable), "nomad" (many hosts, Consul discovery) or "none".
+	Runtime string      `json:"runtime,omitempty"`
+	Nomad   NomadConfig `json:"nomad,omitempty"`
 	// RuntimeCluster labels this cluster's containers so that several
 	// clusters can share a Docker engine (default "berth").
 	RuntimeCluster string `json:"runtime_cluster,omitempty"`
@@ -74,6 +75,16 @@ type Config struct {
 	Drain Duration `json:"drain,omitempty"`
 	// MaxScale caps one process type's instance count (default 100).
 	MaxScale int `json:"max_scale,omitempty"`
+}
+
+// NomadConfig reaches the Nomad and Consul clusters of the nomad runtime.
+type NomadConfig struct {
+	Addr        string   `json:"addr,omitempty"` // default http://127.0.0.1:4646
+	Token       string   `json:"token,omitempty"`
+	ConsulAddr  string   `json:"consul_addr,omitempty"` // default 127.0.0.1:8500
+	ConsulToken string   `json:"consul_token,omitempty"`
+	Datacenters []string `json:"datacenters,omitempty"` // default ["dc1"]
+	Region      string   `json:"region,omitempty"`
 }
 
 // BuildConfig tunes builds on this server.
@@ -204,11 +215,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch c.Runtime {
-	case "", "docker", "none":
-	case "nomad":
-		errs = append(errs, errors.New("runtime nomad is not available in this build yet; use docker"))
+	case "", "docker", "nomad", "none":
 	default:
-		errs = append(errs, fmt.Errorf("runtime %q: use docker or none", c.Runtime))
+		errs = append(errs, fmt.Errorf("runtime %q: use docker, nomad or none", c.Runtime))
 	}
 	if c.MaxScale < 0 {
 		errs = append(errs, errors.New("max_scale must be positive"))

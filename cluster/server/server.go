@@ -27,7 +27,7 @@ import (
 	"github.com/berthpaas/berth/cluster/registry"
 	"github.com/berthpaas/berth/cluster/secrets"
 	"github.com/berthpaas/berth/internal/version"
-	dockerrt "github.com/berthpaas/berth/scheduler/docker"
+	"github.com/berthpaas/berth/scheduler"
 	"github.com/docker/docker/client"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -55,7 +55,7 @@ type Server struct {
 	registry *registry.Registry
 	git      *gitreceive.Server
 	// runtime runs releases; the deployer drives it while this server leads.
-	runtime    *dockerrt.Runtime
+	runtime    runtimeCloser
 	deployMu   sync.Mutex
 	deployStop func()
 
@@ -294,4 +294,10 @@ func (s *Server) Stop() {
 			}
 		}
 	})
+}
+
+// runtimeCloser is a runtime this server owns and closes.
+type runtimeCloser interface {
+	scheduler.Runtime
+	Close() error
 }

@@ -44,7 +44,11 @@ Add a server to a running cluster with --join and an admin --join-token.`,
 			&cli.StringFlag{Name: "stack", Usage: "base image of buildpack builds (default debian:bookworm)"},
 			&cli.StringSliceFlag{Name: "build-ca-file", Usage: "extra PEM CA certificate that builds trust (repeatable)"},
 			&cli.BoolFlag{Name: "no-builds", Usage: "run without builds, registry and git endpoint"},
-			&cli.StringFlag{Name: "runtime", Usage: "what runs releases: docker (default with a Docker engine) or none"},
+			&cli.StringFlag{Name: "runtime", Usage: "what runs releases: docker (default with a Docker engine), nomad or none"},
+			&cli.StringFlag{Name: "nomad-addr", Usage: "Nomad API address (nomad runtime)", EnvVars: []string{"NOMAD_ADDR"}},
+			&cli.StringFlag{Name: "nomad-token", Usage: "Nomad ACL token", EnvVars: []string{"NOMAD_TOKEN"}},
+			&cli.StringFlag{Name: "consul-addr", Usage: "Consul HTTP address (nomad runtime)", EnvVars: []string{"CONSUL_HTTP_ADDR"}},
+			&cli.StringFlag{Name: "consul-token", Usage: "Consul ACL token", EnvVars: []string{"CONSUL_HTTP_TOKEN"}},
 			&cli.StringFlag{Name: "join-token", Usage: "admin token to join a cluster that is already bootstrapped", EnvVars: []string{"BERTH_JOIN_TOKEN"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log in JSON"},
@@ -77,6 +81,10 @@ func runServer(c *cli.Context) error {
 	str("registry-bind", &cfg.RegistryBind)
 	str("stack", &cfg.Build.Stack)
 	str("runtime", &cfg.Runtime)
+	str("nomad-addr", &cfg.Nomad.Addr)
+	str("nomad-token", &cfg.Nomad.Token)
+	str("consul-addr", &cfg.Nomad.ConsulAddr)
+	str("consul-token", &cfg.Nomad.ConsulToken)
 	if c.IsSet("build-ca-file") {
 		cfg.Build.CAFiles = c.StringSlice("build-ca-file")
 	}

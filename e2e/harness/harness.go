@@ -47,9 +47,11 @@ type Options struct {
 	Stack  string
 	// Build is written as the "build" section of each server's config file.
 	Build map[string]any
-	// Runtime is "docker" or "" (none). Containers are labelled with a
-	// value unique to the cluster and removed by Close.
+	// Runtime is "docker", "nomad" or "" (none). Docker containers are
+	// labelled with a value unique to the cluster and removed by Close.
 	Runtime string
+	// Nomad is written as the "nomad" section of the config (nomad runtime).
+	Nomad map[string]any
 	// Raft is written as the "raft" section of each server's config file.
 	Raft map[string]any
 	// LogDir receives each server's log; default: the server's data dir.
@@ -193,6 +195,9 @@ func (c *Cluster) StartServer(i, expect int, joinToken string) error {
 		cfg["git_bind"], cfg["registry_bind"] = s.GitAddr, s.RegistryAddr
 	}
 	cfg["runtime"] = "none"
+	if c.Opts.Nomad != nil {
+		cfg["nomad"] = c.Opts.Nomad
+	}
 	if c.Opts.Runtime != "" {
 		cfg["runtime"], cfg["runtime_cluster"] = c.Opts.Runtime, c.RuntimeCluster()
 	}

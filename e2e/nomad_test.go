@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthpaas/berth/cluster/api"
+	"github.com/berthpaas/berth/e2e/harness"
+	"github.com/berthpaas/berth/scheduler/nomad/nomadtest"
+)
+
+// tinyServer answers "v<N>" on every path; each image differs by N.
+const tinyServer = `package main
+
+import (
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(os.Getenv("BODY"))) })
+	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
+}
+`
+
+// buildTinyImages builds n FROM-scratch images of tinyServer.
+func buildTinyImages(t *testing.T, prefix string, n int) []string {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(tinyServer), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module tiny\n\ngo 1.22\n"), 0o644)
+	build := exec.Command("go", "build", "-o", "app", ".")
+	build.Dir, build.Env = dir, append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var tags []string
+	for i := range n {
+		tag := fmt.Sprintf("%s:%d", prefix, i)
+		df := fmt.Sprintf("FROM scratch\nCOPY app /app\nLABEL n=%d\nENTRYPOINT [\"/app\"]\n", i)
+		cmd := exec.Command("docker", "build", "-q", "-t", tag, "-f", "-", ".")
+		cmd.Dir, cmd.Stdin = dir, bytes.NewBufferString(df)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker build: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("docker", "rmi", "-f", tag).Run() })
+		tags = append(tags, tag)
+	}
+	return tags
+}
+
+// TestNomadRuntimeThroughTheServer runs releases on real Nomad and Consul
+// dev agents: deploy, scale and a blue-green deploy of a second release.
+func TestNomadRuntimeThroughTheServer(t *testing.T) {
+	requireDocker(t)
+	agents := nomadtest.Start(t)
+	c, err := harness.New(berthBin, t.TempDir(), 1, harness.Options{Builds: true, Stack: testStack, Runtime: "nomad",
+		Nomad: map[string]any{"addr": agents.NomadAddr, "consul_addr": agents.ConsulAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			dumpLogs(t, c)
+		}
+	})
+	ctx := ctxT(t, 10*time.Minute)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Client(0)
+	tags := buildTinyImages(t, "berth-e2e/nomad-"+strings.ToLower(filepath.Base(c.Dir)), 2)
+	if _, err := cl.CreateApp(ctx, "nomadapp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.UpdateConfig(ctx, "nomadapp", api.ConfigUpdateRequest{Set: map[string]string{"BODY": "first"}}); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := cl.DeployImage(ctx, "nomadapp", api.ImageDeployRequest{Image: tags[0]})
+	if err != nil {
+		t.Fatalf("deploy on nomad: %v", err)
+	}
+	web := waitInstances(t, cl, "nomadapp", rel.Version, "web.1")
+	if body := get(t, web[0].Addr, "/"); body != "first" {
+		t.Fatalf("web.1 answers %q", body)
+	}
+	if web[0].Node == "" || web[0].Node != agents.NodeName {
+		t.Fatalf("instance node %q, want the Nomad client %q", web[0].Node, agents.NodeName)
+	}
+	if _, err := cl.Scale(ctx, "nomadapp", api.ScaleRequest{Counts: map[string]int{"web": 2}}); err != nil {
+		t.Fatal(err)
+	}
+	waitInstances(t, cl, "nomadapp", rel.Version, "web.1", "web.2")
+	// Blue-green to the second image, with new config.
+	if _, err := cl.UpdateConfig(ctx, "nomadapp", api.ConfigUpdateRequest{Set: map[string]string{"BODY": "second"}}); err != nil {
+		t.Fatal(err)
+	}
+	rel2, err := cl.DeployImage(ctx, "nomadapp", api.ImageDeployRequest{Image: tags[1]})
+	if err != nil {
+		t.Fatalf("second deploy on nomad: %v", err)
+	}
+	web = waitInstances(t, cl, "nomadapp", rel2.Version, "web.1", "web.2")
+	if body := get(t, web[0].Addr, "/"); body != "second" {
+		t.Fatalf("after the blue-green deploy web.1 answers %q", body)
+	}
+	deps, _, _ := cl.Deploys(ctx, "nomadapp", nil)
+	if len(deps) == 0 || deps[0].To != rel2.Version || deps[0].State != "done" {
+		t.Fatalf("deploys: %+v", deps)
+	}
+}
