@@ -5,6 +5,10 @@
 // checks; and the time to scale web from 0 to 10 healthy instances.
 //
 //	go run ./bench/deploy [-deploys 5]
+//	go run ./bench/deploy -nomad-addr http://127.0.0.1:4646 -consul-addr 127.0.0.1:8500
+//
+// With -nomad-addr the server uses the nomad runtime against those agents
+// (see scripts/README-nomad-consul.md for dev agents on one machine).
 package main
 
 import (
@@ -38,8 +42,10 @@ func main() {
 
 func main() {
 	deploys := flag.Int("deploys", 5, "number of deploys")
+	nomadAddr := flag.String("nomad-addr", "", "use the nomad runtime with this Nomad API")
+	consulAddr := flag.String("consul-addr", "127.0.0.1:8500", "Consul HTTP address (nomad runtime)")
 	flag.Parse()
-	if err := run(*deploys); err != nil {
+	if err := run(*deploys, *nomadAddr, *consulAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -80,7 +86,7 @@ func buildImages(dir string, n int) ([]string, error) {
 	return tags, nil
 }
 
-func run(deploys int) error {
+func run(deploys int, nomadAddr, consulAddr string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "berth-bench-deploy-")
 	if err != nil {
@@ -100,7 +106,11 @@ func run(deploys int) error {
 	if err != nil {
 		return err
 	}
-	c, err := harness.New(bin, filepath.Join(dir, "cluster"), 1, harness.Options{Builds: true, Runtime: "docker", Raft: map[string]any{}})
+	opts := harness.Options{Builds: true, Runtime: "docker", Raft: map[string]any{}}
+	if nomadAddr != "" {
+		opts.Runtime, opts.Nomad = "nomad", map[string]any{"addr": nomadAddr, "consul_addr": consulAddr}
+	}
+	c, err := harness.New(bin, filepath.Join(dir, "cluster"), 1, opts)
 	if err != nil {
 		return err
 	}
@@ -116,7 +126,7 @@ func run(deploys int) error {
 	if _, err := cl.DeployImage(ctx, "bench", api.ImageDeployRequest{Image: tags[0]}); err != nil {
 		return err
 	}
-	fmt.Printf("berth deploys on the docker runtime: prebuilt image, default checks (HTTP GET / every 1 s), drain 2 s\n\n")
+	fmt.Printf("berth deploys on the %s runtime: prebuilt image, default checks (HTTP GET / every 1 s), drain 2 s\n\n", opts.Runtime)
 	fmt.Printf("%-7s %14s %14s %14s\n", "deploy", "first healthy", "cut over", "done")
 	var firsts, cuts, dones []time.Duration
 	for i := 1; i <= deploys; i++ {

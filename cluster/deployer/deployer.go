@@ -197,6 +197,9 @@ func (d *Deployer) deploy(ctx context.Context, id string) error {
 		}
 		log.Info("deploy: starting new instances")
 		if err := d.cfg.Runtime.Start(ctx, spec); err != nil {
+			if errors.Is(err, scheduler.ErrUnavailable) {
+				return err // Nomad or Consul is down: the deploy stays queued and is retried
+			}
 			return d.fail(ctx, dep, spec, fmt.Sprintf("start instances: %v", err))
 		}
 		timeout := app.DeployTimeout
@@ -204,8 +207,8 @@ func (d *Deployer) deploy(ctx context.Context, id string) error {
 			timeout = DefaultDeployTimeout
 		}
 		if reason, err := d.waitHealthy(ctx, spec, timeout); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err() // leadership lost: the next leader resumes
+			if ctx.Err() != nil || errors.Is(err, scheduler.ErrUnavailable) {
+				return err // leadership lost or runtime down: resumed or retried later
 			}
 			return d.fail(ctx, dep, spec, reason)
 		}
@@ -261,6 +264,9 @@ func (d *Deployer) waitHealthy(ctx context.Context, spec scheduler.Release, time
 	reason := "no instance reported yet"
 	for {
 		insts, err := d.cfg.Runtime.Instances(ctx, spec.App)
+		if errors.Is(err, scheduler.ErrUnavailable) && time.Now().After(deadline) {
+			return err.Error(), err
+		}
 		if err != nil {
 			reason = err.Error()
 		} else {
