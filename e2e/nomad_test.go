@@ -15,15 +15,20 @@ import (
 	"github.com/berthpaas/berth/scheduler/nomad/nomadtest"
 )
 
-// tinyServer answers "v<N>" on every path; each image differs by N.
+// tinyServer answers $BODY on every path, after waiting $DELAY; the
+// images built from it differ only by a label.
 const tinyServer = `package main
 
 import (
 	"net/http"
 	"os"
+	"time"
 )
 
 func main() {
+	if d, err := time.ParseDuration(os.Getenv("DELAY")); err == nil {
+		time.Sleep(d)
+	}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(os.Getenv("BODY"))) })
 	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
 }
@@ -113,5 +118,54 @@ func TestNomadRuntimeThroughTheServer(t *testing.T) {
 	deps, _, _ := cl.Deploys(ctx, "nomadapp", nil)
 	if len(deps) == 0 || deps[0].To != rel2.Version || deps[0].State != "done" {
 		t.Fatalf("deploys: %+v", deps)
+	}
+}
+
+// TestNomadLeaderFailoverMidDeploy kills the berth leader while a deploy on
+// Nomad waits for a slow-starting release; the next leader finishes it.
+func TestNomadLeaderFailoverMidDeploy(t *testing.T) {
+	requireDocker(t)
+	agents := nomadtest.Start(t)
+	c, err := harness.New(berthBin, t.TempDir(), 3, harness.Options{Builds: true, Stack: testStack, Runtime: "nomad",
+		Nomad: map[string]any{"addr": agents.NomadAddr, "consul_addr": agents.ConsulAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			dumpLogs(t, c)
+		}
+	})
+	ctx := ctxT(t, 10*time.Minute)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leader, err := c.WaitLeader(ctx, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Client(follower(c, leader))
+	tags := buildTinyImages(t, "berth-e2e/nomad-slow-"+strings.ToLower(filepath.Base(c.Dir)), 1)
+	if _, err := cl.CreateApp(ctx, "slownomad"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.UpdateConfig(ctx, "slownomad", api.ConfigUpdateRequest{Set: map[string]string{"BODY": "slow", "DELAY": "8s"}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := cl.DeployImage(ctx, "slownomad", api.ImageDeployRequest{Image: tags[0]})
+		done <- err
+	}()
+	waitDeploy(t, cl, "slownomad", 1, "starting")
+	c.Kill(leader)
+	if err := <-done; err != nil {
+		t.Fatalf("deploy through a follower while the leader died: %v", err)
+	}
+	waitDeploy(t, cl, "slownomad", 1, "done")
+	web := waitInstances(t, cl, "slownomad", 1, "web.1")
+	if body := get(t, web[0].Addr, "/"); body != "slow" {
+		t.Fatalf("web.1 answers %q", body)
 	}
 }
