@@ -33,8 +33,10 @@ func (r *Runtime) Logs(ctx context.Context, app string, opts scheduler.LogOption
 	if err := validApp(app); err != nil {
 		return err
 	}
-	if opts.Process != "" && !processRE.MatchString(opts.Process) {
-		return fmt.Errorf("%w: process name %q", ErrInvalid, opts.Process)
+	if opts.Process != "" {
+		if err := scheduler.ValidateProcess(opts.Process); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -3,10 +3,8 @@ package docker
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -49,52 +47,12 @@ const (
 // containerPort is $PORT as Docker names it.
 var containerPort = nat.Port(strconv.Itoa(scheduler.Port) + "/tcp")
 
-// ErrInvalid is returned for a release or app the runtime refuses to run:
-// a name that could not be a container name, a negative count, no image.
-var ErrInvalid = errors.New("invalid release")
+// ErrInvalid is scheduler.ErrInvalid: a malformed release or name.
+var ErrInvalid = scheduler.ErrInvalid
 
-// Names reach Docker (container names, label filters) and logs; they are
-// checked here even though the API checks them first, so the runtime is
-// safe on its own. The patterns are those of cluster/api and Procfiles.
-var (
-	appRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	processRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,29}$`)
-)
+func validApp(app string) error { return scheduler.ValidateApp(app) }
 
-func validApp(app string) error {
-	if !appRE.MatchString(app) {
-		return fmt.Errorf("%w: app name %q", ErrInvalid, app)
-	}
-	return nil
-}
-
-func validRelease(rel scheduler.Release) error {
-	if err := validApp(rel.App); err != nil {
-		return err
-	}
-	if rel.Image == "" {
-		return fmt.Errorf("%w: %s v%d has no image", ErrInvalid, rel.App, rel.Version)
-	}
-	seen := map[string]bool{}
-	for _, p := range rel.Processes {
-		if !processRE.MatchString(p.Name) {
-			return fmt.Errorf("%w: process name %q", ErrInvalid, p.Name)
-		}
-		if seen[p.Name] {
-			return fmt.Errorf("%w: process %q twice", ErrInvalid, p.Name)
-		}
-		seen[p.Name] = true
-		if p.Count < 0 || p.MemoryMB < 0 || p.CPU < 0 {
-			return fmt.Errorf("%w: process %q has a negative count or limit", ErrInvalid, p.Name)
-		}
-		switch checkOf(p).Type {
-		case scheduler.CheckHTTP, scheduler.CheckTCP, scheduler.CheckNone:
-		default:
-			return fmt.Errorf("%w: process %q has check type %q", ErrInvalid, p.Name, p.Check.Type)
-		}
-	}
-	return nil
-}
+func validRelease(rel scheduler.Release) error { return scheduler.ValidateRelease(rel) }
 
 // meta is what a container's labels say about it.
 type meta struct {
@@ -149,7 +107,7 @@ func parseLabels(l map[string]string) (m meta, ok bool) {
 		return m, true
 	}
 	m.Process = l[labelProcess]
-	if !processRE.MatchString(m.Process) {
+	if scheduler.ValidateProcess(m.Process) != nil {
 		return meta{}, false
 	}
 	if m.Index, err = strconv.Atoi(l[labelIndex]); err != nil || m.Index < 1 {

@@ -4,10 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,52 +69,12 @@ const portLabel = "http"
 // command is executed into it: a year, longer than any one-off command.
 const runSleep = "exec sleep 31536000"
 
-// ErrInvalid is returned for a release or app the runtime refuses to run.
-var ErrInvalid = errors.New("invalid release")
+// ErrInvalid is scheduler.ErrInvalid: a malformed release or name.
+var ErrInvalid = scheduler.ErrInvalid
 
-// Names reach Nomad (job IDs, group names), Consul (service names, tags)
-// and Docker; they are checked here even though the API checks them first.
-// The patterns are those of cluster/api and Procfiles, as in the docker
-// runtime.
-var (
-	appRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	processRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,29}$`)
-)
+func validApp(app string) error { return scheduler.ValidateApp(app) }
 
-func validApp(app string) error {
-	if !appRE.MatchString(app) {
-		return fmt.Errorf("%w: app name %q", ErrInvalid, app)
-	}
-	return nil
-}
-
-func validRelease(rel scheduler.Release) error {
-	if err := validApp(rel.App); err != nil {
-		return err
-	}
-	if rel.Image == "" {
-		return fmt.Errorf("%w: %s v%d has no image", ErrInvalid, rel.App, rel.Version)
-	}
-	seen := map[string]bool{}
-	for _, p := range rel.Processes {
-		if !processRE.MatchString(p.Name) {
-			return fmt.Errorf("%w: process name %q", ErrInvalid, p.Name)
-		}
-		if seen[p.Name] {
-			return fmt.Errorf("%w: process %q twice", ErrInvalid, p.Name)
-		}
-		seen[p.Name] = true
-		if p.Count < 0 || p.MemoryMB < 0 || p.CPU < 0 {
-			return fmt.Errorf("%w: process %q has a negative count or limit", ErrInvalid, p.Name)
-		}
-		switch checkOf(p).Type {
-		case scheduler.CheckHTTP, scheduler.CheckTCP, scheduler.CheckNone:
-		default:
-			return fmt.Errorf("%w: process %q has check type %q", ErrInvalid, p.Name, p.Check.Type)
-		}
-	}
-	return nil
-}
+func validRelease(rel scheduler.Release) error { return scheduler.ValidateRelease(rel) }
 
 // jobID is the Nomad job of one release: berth-APP-vVERSION.
 func jobID(app string, version uint64) string {
