@@ -48,12 +48,20 @@ func appName(r *request) (string, error) {
 	return name, api.ValidateAppName(name)
 }
 
-func (a *API) appsGet(w http.ResponseWriter, r *request) error {
+// appAction validates the {app} path value and checks that the caller may
+// do action on that app.
+func (r *request) appAction(action auth.Action) (string, *auth.Identity, error) {
 	name, err := appName(r)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
-	if _, err := r.require(auth.ReadApp, name); err != nil {
+	id, err := r.require(action, name)
+	return name, id, err
+}
+
+func (a *API) appsGet(w http.ResponseWriter, r *request) error {
+	name, _, err := r.appAction(auth.ReadApp)
+	if err != nil {
 		return err
 	}
 	return r.blocking(w, func(ws memdb.WatchSet, snap *state.Snapshot) (any, uint64, error) {
@@ -91,11 +99,7 @@ func (a *API) appsCreate(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) appsDestroy(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.ManageApps, name)
+	name, id, err := r.appAction(auth.ManageApps)
 	if err != nil {
 		return err
 	}
@@ -107,11 +111,7 @@ func (a *API) appsDestroy(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) appsUpdate(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.WriteApp, name)
+	name, id, err := r.appAction(auth.WriteApp)
 	if err != nil {
 		return err
 	}

@@ -49,11 +49,8 @@ func toAPIBuild(b *state.Build, withOutput bool) api.Build {
 }
 
 func (a *API) buildsList(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
+	name, _, err := r.appAction(auth.ReadApp)
 	if err != nil {
-		return err
-	}
-	if _, err := r.require(auth.ReadApp, name); err != nil {
 		return err
 	}
 	return r.blocking(w, func(ws memdb.WatchSet, snap *state.Snapshot) (any, uint64, error) {
@@ -70,11 +67,8 @@ func (a *API) buildsList(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) buildsGet(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
+	name, _, err := r.appAction(auth.ReadApp)
 	if err != nil {
-		return err
-	}
-	if _, err := r.require(auth.ReadApp, name); err != nil {
 		return err
 	}
 	id := r.PathValue("id")
@@ -90,11 +84,7 @@ func (a *API) buildsGet(w http.ResponseWriter, r *request) error {
 // buildsUpload streams a build's progress as text lines; the last line is
 // api.BuildResultPrefix + "ok vN" or + "error MESSAGE".
 func (a *API) buildsUpload(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.WriteApp, name)
+	name, id, err := r.appAction(auth.WriteApp)
 	if err != nil {
 		return err
 	}

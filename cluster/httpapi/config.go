@@ -56,11 +56,7 @@ func (a *API) openConfig(c *state.Config, showValues bool) (*api.Config, error) 
 }
 
 func (a *API) configGet(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.ReadApp, name)
+	name, id, err := r.appAction(auth.ReadApp)
 	if err != nil {
 		return err
 	}
@@ -79,11 +75,7 @@ func (a *API) configGet(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) configUpdate(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.WriteApp, name)
+	name, id, err := r.appAction(auth.WriteApp)
 	if err != nil {
 		return err
 	}

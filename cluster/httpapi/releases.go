@@ -27,11 +27,8 @@ func (a *API) toAPIRelease(rel *state.Release, show bool) (api.Release, error) {
 }
 
 func (a *API) releasesList(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
+	name, _, err := r.appAction(auth.ReadApp)
 	if err != nil {
-		return err
-	}
-	if _, err := r.require(auth.ReadApp, name); err != nil {
 		return err
 	}
 	return r.blocking(w, func(ws memdb.WatchSet, snap *state.Snapshot) (any, uint64, error) {
@@ -55,11 +52,7 @@ func (a *API) releasesList(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) releasesGet(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.ReadApp, name)
+	name, id, err := r.appAction(auth.ReadApp)
 	if err != nil {
 		return err
 	}
@@ -79,11 +72,7 @@ func (a *API) releasesGet(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) releasesRollback(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.WriteApp, name)
+	name, id, err := r.appAction(auth.WriteApp)
 	if err != nil {
 		return err
 	}
@@ -120,11 +109,7 @@ func (a *API) releasesRollback(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) releasesImportImage(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.WriteApp, name)
+	name, id, err := r.appAction(auth.WriteApp)
 	if err != nil {
 		return err
 	}

@@ -51,11 +51,8 @@ func (a *API) activeSpec(snap *state.Snapshot, name string) (scheduler.Release, 
 }
 
 func (a *API) instancesList(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
+	name, _, err := r.appAction(auth.ReadApp)
 	if err != nil {
-		return err
-	}
-	if _, err := r.require(auth.ReadApp, name); err != nil {
 		return err
 	}
 	if _, _, err := r.snap.App(nil, name); err != nil {
@@ -106,11 +103,7 @@ func processesOf(snap *state.Snapshot, app *state.App) []string {
 }
 
 func (a *API) formationScale(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.WriteApp, name)
+	name, id, err := r.appAction(auth.WriteApp)
 	if err != nil {
 		return err
 	}
@@ -177,11 +170,7 @@ func clipName(s string) string {
 }
 
 func (a *API) checksSet(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.WriteApp, name)
+	name, id, err := r.appAction(auth.WriteApp)
 	if err != nil {
 		return err
 	}
@@ -238,11 +227,8 @@ func toAPIDeploy(d *state.Deploy) api.Deploy {
 }
 
 func (a *API) deploysList(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
+	name, _, err := r.appAction(auth.ReadApp)
 	if err != nil {
-		return err
-	}
-	if _, err := r.require(auth.ReadApp, name); err != nil {
 		return err
 	}
 	return r.blocking(w, func(ws memdb.WatchSet, snap *state.Snapshot) (any, uint64, error) {
@@ -259,11 +245,7 @@ func (a *API) deploysList(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) appRestart(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.WriteApp, name)
+	name, id, err := r.appAction(auth.WriteApp)
 	if err != nil {
 		return err
 	}
@@ -293,11 +275,8 @@ func (a *API) appRestart(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) appLogs(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
+	name, _, err := r.appAction(auth.ReadApp)
 	if err != nil {
-		return err
-	}
-	if _, err := r.require(auth.ReadApp, name); err != nil {
 		return err
 	}
 	if _, _, err := r.snap.App(nil, name); err != nil {
@@ -353,11 +332,7 @@ func (a *API) appLogs(w http.ResponseWriter, r *request) error {
 }
 
 func (a *API) appRun(w http.ResponseWriter, r *request) error {
-	name, err := appName(r)
-	if err != nil {
-		return err
-	}
-	id, err := r.require(auth.WriteApp, name)
+	name, id, err := r.appAction(auth.WriteApp)
 	if err != nil {
 		return err
 	}
