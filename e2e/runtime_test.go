@@ -241,6 +241,12 @@ func TestLeaderFailoverMidDeploy(t *testing.T) {
 	if _, err := cl.CreateApp(ctx, "slow"); err != nil {
 		t.Fatal(err)
 	}
+	// The point is the takeover, not the deadline: a leader killed between
+	// creating and starting the container leaves one that the next leader
+	// replaces after the engine timeout (30 s).
+	if _, err := cl.UpdateApp(ctx, "slow", api.AppUpdateRequest{DeployTimeout: ptr("3m")}); err != nil {
+		t.Fatal(err)
+	}
 	// An image whose web process answers only 6 s after it starts.
 	tag := "berth-e2e/slow:" + c.RuntimeCluster()
 	build := exec.Command("docker", "build", "-q", "-t", tag, "-")
@@ -270,3 +276,5 @@ func TestLeaderFailoverMidDeploy(t *testing.T) {
 		t.Fatalf("active release = v%d", app.ActiveRelease)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

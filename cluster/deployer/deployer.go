@@ -27,6 +27,10 @@ import (
 	"github.com/hashicorp/go-memdb"
 )
 
+// restartEvery is how often a deploy waiting for health starts its release
+// again (idempotently).
+const restartEvery = 5 * time.Second
+
 // Config wires a deployer.
 type Config struct {
 	Runtime scheduler.Runtime
@@ -262,7 +266,17 @@ func (d *Deployer) stopOld(ctx context.Context, dep *state.Deploy) error {
 func (d *Deployer) waitHealthy(ctx context.Context, spec scheduler.Release, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	reason := "no instance reported yet"
+	// Start again now and then: it converges, so an instance that died while
+	// starting, or one a previous leader created but never started, is
+	// replaced instead of waited for until the deadline.
+	restartAt := time.Now().Add(restartEvery)
 	for {
+		if time.Now().After(restartAt) {
+			restartAt = time.Now().Add(restartEvery)
+			if err := d.cfg.Runtime.Start(ctx, spec); err != nil && ctx.Err() == nil {
+				d.cfg.Logger.Warn("deploy: start again", "app", spec.App, "release", spec.Version, "err", err)
+			}
+		}
 		insts, err := d.cfg.Runtime.Instances(ctx, spec.App)
 		if errors.Is(err, scheduler.ErrUnavailable) && time.Now().After(deadline) {
 			return err.Error(), err
