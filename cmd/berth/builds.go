@@ -20,11 +20,7 @@ func buildsCommand() *cli.Command {
 }
 
 func buildsList(c *cli.Context) error {
-	app, err := appName(c)
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	app, cl, err := appClient(c)
 	if err != nil {
 		return err
 	}

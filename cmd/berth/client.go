@@ -117,3 +117,14 @@ func appFromRemote(remote string) string {
 	}
 	return path
 }
+
+// appClient resolves the app and the API client, the prelude of every app
+// command.
+func appClient(c *cli.Context) (string, *api.Client, error) {
+	app, err := appName(c)
+	if err != nil {
+		return "", nil, err
+	}
+	cl, err := newClient(c)
+	return app, cl, err
+}

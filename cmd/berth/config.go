@@ -24,11 +24,7 @@ func configCommand() *cli.Command {
 }
 
 func configList(c *cli.Context) error {
-	app, err := appName(c)
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	app, cl, err := appClient(c)
 	if err != nil {
 		return err
 	}

@@ -23,11 +23,7 @@ func deployCommand() *cli.Command {
 			&cli.StringFlag{Name: "description", Usage: "release description (with --image)"},
 		},
 		Action: func(c *cli.Context) error {
-			app, err := appName(c)
-			if err != nil {
-				return err
-			}
-			cl, err := newClient(c)
+			app, cl, err := appClient(c)
 			if err != nil {
 				return err
 			}

@@ -21,11 +21,7 @@ func gitCommand() *cli.Command {
 				if c.String("app") == "" {
 					return cli.Exit("usage: berth git remote -a APP", 2)
 				}
-				app, err := appName(c)
-				if err != nil {
-					return err
-				}
-				cl, err := newClient(c)
+				app, cl, err := appClient(c)
 				if err != nil {
 					return err
 				}

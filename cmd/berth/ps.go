@@ -64,11 +64,7 @@ func psCommand() *cli.Command {
 		Usage: "list an app's instances",
 		Flags: []cli.Flag{appFlag()},
 		Action: func(c *cli.Context) error {
-			app, err := appName(c)
-			if err != nil {
-				return err
-			}
-			cl, err := newClient(c)
+			app, cl, err := appClient(c)
 			if err != nil {
 				return err
 			}
@@ -112,11 +108,7 @@ func logsCommand() *cli.Command {
 			&cli.DurationFlag{Name: "since", Usage: "only lines newer than this (e.g. 10m)"},
 		},
 		Action: func(c *cli.Context) error {
-			app, err := appName(c)
-			if err != nil {
-				return err
-			}
-			cl, err := newClient(c)
+			app, cl, err := appClient(c)
 			if err != nil {
 				return err
 			}
@@ -165,11 +157,7 @@ func restartCommand() *cli.Command {
 		Usage: "replace an app's instances one at a time",
 		Flags: []cli.Flag{appFlag(), &cli.StringFlag{Name: "process", Aliases: []string{"p"}, Usage: "only this process type"}},
 		Action: func(c *cli.Context) error {
-			app, err := appName(c)
-			if err != nil {
-				return err
-			}
-			cl, err := newClient(c)
+			app, cl, err := appClient(c)
 			if err != nil {
 				return err
 			}
@@ -187,11 +175,7 @@ func deploysCommand() *cli.Command {
 		Usage: "list an app's deploys with their state and failure reasons",
 		Flags: []cli.Flag{appFlag()},
 		Action: func(c *cli.Context) error {
-			app, err := appName(c)
-			if err != nil {
-				return err
-			}
-			cl, err := newClient(c)
+			app, cl, err := appClient(c)
 			if err != nil {
 				return err
 			}

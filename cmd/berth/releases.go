@@ -23,11 +23,7 @@ func releasesCommand() *cli.Command {
 }
 
 func releasesList(c *cli.Context) error {
-	app, err := appName(c)
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	app, cl, err := appClient(c)
 	if err != nil {
 		return err
 	}
