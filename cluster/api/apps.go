@@ -16,6 +16,13 @@ type App struct {
 	ActiveRelease uint64         `json:"active_release"`
 	Formation     map[string]int `json:"formation,omitempty"`
 	DeployTimeout string         `json:"deploy_timeout,omitempty"`
+	// ForceHTTPS redirects plain-HTTP requests to https; HSTS adds
+	// Strict-Transport-Security to https answers.
+	ForceHTTPS bool `json:"force_https,omitempty"`
+	HSTS       bool `json:"hsts,omitempty"`
+	// WebURL is where the app answers (APP.<apps domain>), if the server
+	// has an apps domain.
+	WebURL string `json:"web_url,omitempty"`
 	// GitRemote is where to push, as the answering server sees it.
 	GitRemote   string    `json:"git_remote,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
@@ -36,6 +43,8 @@ type AppUpdateRequest struct {
 	// DeployTimeout bounds how long new instances have to become healthy,
 	// as a Go duration ("90s"); "" restores the default (60s).
 	DeployTimeout *string `json:"deploy_timeout,omitempty"`
+	ForceHTTPS    *bool   `json:"force_https,omitempty"`
+	HSTS          *bool   `json:"hsts,omitempty"`
 }
 
 // Apps lists the apps the token may see.

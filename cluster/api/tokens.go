@@ -11,6 +11,9 @@ const (
 	RoleAdmin    = "admin"
 	RoleDeployer = "deployer"
 	RoleViewer   = "viewer"
+	// RoleRouter is for routers: read the route table, report what they
+	// serve, share certificates. Nothing else.
+	RoleRouter = "router"
 )
 
 // AllApps in a token's Apps grants the role on every app.

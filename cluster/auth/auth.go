@@ -57,10 +57,13 @@ const (
 	WriteApp                    // change an app's config, deploy it
 	ManageApps                  // create and destroy apps
 	ManageCluster               // tokens, audit of everything, cluster membership
+	// RouteTraffic is outside the ladder above: read every app's routes
+	// and use the shared certificate storage. Routers and admins have it.
+	RouteTraffic
 )
 
 func (a Action) String() string {
-	return [...]string{"read the app", "read config values", "change the app", "create or destroy apps", "manage the cluster"}[a]
+	return [...]string{"read the app", "read config values", "change the app", "create or destroy apps", "manage the cluster", "route traffic (routes and certificates)"}[a]
 }
 
 // canTouch reports whether the identity's app list covers app.
@@ -78,6 +81,8 @@ func (id *Identity) Allowed(action Action, app string) bool {
 		return action <= WriteApp && id.canTouch(app)
 	case api.RoleViewer:
 		return action == ReadApp && (len(id.Apps) == 0 || id.canTouch(app))
+	case api.RoleRouter:
+		return action == RouteTraffic
 	}
 	return false
 }
@@ -109,8 +114,12 @@ func ValidateRole(role string, apps []string) error {
 			return fmt.Errorf("a deployer token needs at least one --app (or --app '%s' for every app)", api.AllApps)
 		}
 	case api.RoleViewer:
+	case api.RoleRouter:
+		if len(apps) > 0 {
+			return errors.New("a router token serves every app; drop --app")
+		}
 	default:
-		return fmt.Errorf("unknown role %q: use admin, deployer or viewer", role)
+		return fmt.Errorf("unknown role %q: use admin, deployer, viewer or router", role)
 	}
 	for _, app := range apps {
 		if app == api.AllApps {

@@ -14,6 +14,7 @@ func TestRoles(t *testing.T) {
 	depAll := &Identity{Name: "ci-all", Role: api.RoleDeployer, Apps: []string{api.AllApps}}
 	view := &Identity{Name: "ro", Role: api.RoleViewer}
 	viewOne := &Identity{Name: "ro1", Role: api.RoleViewer, Apps: []string{"web"}}
+	router := &Identity{Name: "edge", Role: api.RoleRouter}
 	cases := []struct {
 		id     *Identity
 		action Action
@@ -35,6 +36,13 @@ func TestRoles(t *testing.T) {
 		{viewOne, ReadApp, "web", true},
 		{viewOne, ReadApp, "api", false},
 		{&Identity{Role: "bogus"}, ReadApp, "web", false},
+		{admin, RouteTraffic, "", true},
+		{router, RouteTraffic, "", true},
+		{router, ReadApp, "web", false},
+		{router, ManageCluster, "", false},
+		{dep, RouteTraffic, "", false},
+		{depAll, RouteTraffic, "", false},
+		{view, RouteTraffic, "", false},
 	}
 	for _, c := range cases {
 		if got := c.id.Allowed(c.action, c.app); got != c.want {
@@ -70,6 +78,7 @@ func TestValidateRole(t *testing.T) {
 		{"admin", nil, true}, {"admin", []string{"web"}, false},
 		{"deployer", nil, false}, {"deployer", []string{"web"}, true}, {"deployer", []string{"*"}, true},
 		{"deployer", []string{"../x"}, false}, {"viewer", nil, true}, {"root", nil, false},
+		{"router", nil, true}, {"router", []string{"web"}, false},
 	} {
 		if err := ValidateRole(c.role, c.apps); (err == nil) != c.ok {
 			t.Errorf("ValidateRole(%q, %v) = %v", c.role, c.apps, err)

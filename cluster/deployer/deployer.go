@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -210,11 +211,17 @@ func (d *Deployer) deploy(ctx context.Context, id string) error {
 		if timeout == 0 {
 			timeout = DefaultDeployTimeout
 		}
-		if reason, err := d.waitHealthy(ctx, spec, timeout); err != nil {
+		insts, reason, err := d.waitHealthy(ctx, spec, timeout)
+		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, scheduler.ErrUnavailable) {
 				return err // leadership lost or runtime down: resumed or retried later
 			}
 			return d.fail(ctx, dep, spec, reason)
+		}
+		// Routers learn the new release's upstreams before it becomes
+		// active, so the switch is one step for them.
+		if err := d.publish(ctx, dep.App, dep.To, insts); err != nil {
+			return err
 		}
 		if err := d.advance(ctx, id, state.DeployCutover, ""); err != nil {
 			return err
@@ -253,7 +260,23 @@ func (d *Deployer) stopOld(ctx context.Context, dep *state.Deploy) error {
 			old[i.Release] = true
 		}
 	}
+	if !d.discovers() {
+		eps, _, err := d.cfg.State().Snapshot().Endpoints(nil)
+		if err != nil {
+			return err
+		}
+		for v := range eps[dep.App] {
+			if v != dep.To {
+				old[v] = true
+			}
+		}
+	}
 	for v := range old {
+		// Its upstreams left the routers at cutover (the route names the
+		// active release only); forget them, then drain and stop.
+		if err := d.publish(ctx, dep.App, v, nil); err != nil {
+			return err
+		}
 		if err := d.cfg.Runtime.StopRelease(ctx, dep.App, v, d.cfg.Drain); err != nil {
 			return fmt.Errorf("stop v%d: %w", v, err)
 		}
@@ -261,9 +284,46 @@ func (d *Deployer) stopOld(ctx context.Context, dep *state.Deploy) error {
 	return nil
 }
 
-// waitHealthy polls until every wanted instance of spec is healthy. On
-// failure it returns the reason.
-func (d *Deployer) waitHealthy(ctx context.Context, spec scheduler.Release, timeout time.Duration) (string, error) {
+// discovers reports whether routers find instances themselves (Consul).
+func (d *Deployer) discovers() bool {
+	_, ok := d.cfg.Runtime.(scheduler.ConsulDiscovery)
+	return ok
+}
+
+// publish records where routers reach release's healthy web instances
+// (nil insts: forget them), for runtimes routers cannot discover on their
+// own. A write that changes nothing is skipped before it reaches raft.
+func (d *Deployer) publish(ctx context.Context, app string, release uint64, insts []scheduler.Instance) error {
+	if d.discovers() {
+		return nil
+	}
+	var addrs []string
+	for _, i := range insts {
+		if i.Release == release && i.Process == "web" && i.Healthy && i.Addr != "" {
+			addrs = append(addrs, i.Addr)
+		}
+	}
+	if insts != nil && addrs == nil {
+		addrs = []string{} // none healthy right now: an empty set, not "forget"
+	}
+	eps, _, err := d.cfg.State().Snapshot().Endpoints(nil)
+	if err != nil {
+		return err
+	}
+	cur, ok := eps[app][release]
+	slices.Sort(addrs)
+	if ok == (addrs != nil) && slices.Equal(cur, addrs) {
+		return nil
+	}
+	if _, err := d.cfg.Apply(ctx, fsm.EndpointsSet{App: app, Release: release, Addrs: addrs}); err != nil {
+		return fmt.Errorf("publish endpoints of %s v%d: %w", app, release, err)
+	}
+	return nil
+}
+
+// waitHealthy polls until every wanted instance of spec is healthy and
+// returns the instances. On failure it returns the reason.
+func (d *Deployer) waitHealthy(ctx context.Context, spec scheduler.Release, timeout time.Duration) ([]scheduler.Instance, string, error) {
 	deadline := time.Now().Add(timeout)
 	reason := "no instance reported yet"
 	// Start again now and then: it converges, so an instance that died while
@@ -279,26 +339,26 @@ func (d *Deployer) waitHealthy(ctx context.Context, spec scheduler.Release, time
 		}
 		insts, err := d.cfg.Runtime.Instances(ctx, spec.App)
 		if errors.Is(err, scheduler.ErrUnavailable) && time.Now().After(deadline) {
-			return err.Error(), err
+			return nil, err.Error(), err
 		}
 		if err != nil {
 			reason = err.Error()
 		} else {
 			ok, why, fatal := healthy(spec, insts)
 			if ok {
-				return "", nil
+				return insts, "", nil
 			}
 			reason = why
 			if fatal {
-				return reason, errors.New(reason)
+				return nil, reason, errors.New(reason)
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Sprintf("not healthy after %s: %s", timeout, reason), errors.New(reason)
+			return nil, fmt.Sprintf("not healthy after %s: %s", timeout, reason), errors.New(reason)
 		}
 		select {
 		case <-ctx.Done():
-			return reason, ctx.Err()
+			return nil, reason, ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -327,7 +387,22 @@ func (d *Deployer) reconcile(ctx context.Context, snap *state.Snapshot, app *sta
 		d.cfg.Logger.Warn("reconcile", "app", app.Name, "err", err)
 		return
 	}
-	if err := d.cfg.Runtime.Start(ctx, spec); err != nil && ctx.Err() == nil {
-		d.cfg.Logger.Warn("reconcile", "app", app.Name, "err", err)
+	if err := d.cfg.Runtime.Start(ctx, spec); err != nil {
+		if ctx.Err() == nil {
+			d.cfg.Logger.Warn("reconcile", "app", app.Name, "err", err)
+		}
+		return
+	}
+	if d.discovers() {
+		return
+	}
+	// Keep the routers' upstreams current: a replaced or added instance
+	// joins once healthy, a dead one leaves.
+	insts, err := d.cfg.Runtime.Instances(ctx, app.Name)
+	if err != nil {
+		return
+	}
+	if err := d.publish(ctx, app.Name, app.ActiveRelease, insts); err != nil && ctx.Err() == nil {
+		d.cfg.Logger.Warn("reconcile: publish endpoints", "app", app.Name, "err", err)
 	}
 }

@@ -44,6 +44,8 @@ type AppUpdate struct {
 	Name          string         `json:"name"`
 	DeployBranch  *string        `json:"deploy_branch,omitempty"`
 	DeployTimeout *time.Duration `json:"deploy_timeout,omitempty"`
+	ForceHTTPS    *bool          `json:"force_https,omitempty"`
+	HSTS          *bool          `json:"hsts,omitempty"`
 }
 
 // Type implements Command.
@@ -59,6 +61,11 @@ func applyAppUpdate(txn *state.Txn, c AppUpdate) (any, error) {
 	}
 	if c.DeployTimeout != nil {
 		if app, err = txn.SetDeployTimeout(c.Name, *c.DeployTimeout); err != nil {
+			return nil, err
+		}
+	}
+	if c.ForceHTTPS != nil || c.HSTS != nil {
+		if app, err = txn.SetHTTPS(c.Name, c.ForceHTTPS, c.HSTS); err != nil {
 			return nil, err
 		}
 	}

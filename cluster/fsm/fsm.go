@@ -44,6 +44,13 @@ const (
 	CheckSetType     MessageType = 17
 	DeployType       MessageType = 18
 	AuditType        MessageType = 19
+	DomainAddType    MessageType = 20
+	DomainRemoveType MessageType = 21
+	EndpointsSetType MessageType = 22
+	RouterReportType MessageType = 23
+	CertPutType      MessageType = 24
+	CertDeleteType   MessageType = 25
+	CertLockType     MessageType = 26
 )
 
 // Command is implemented by every command struct.
@@ -116,6 +123,13 @@ func New(log *slog.Logger) (*FSM, error) {
 		ScaleType:        decoded(applyScale),
 		CheckSetType:     decoded(applyCheckSet),
 		DeployType:       decoded(applyDeploy),
+		DomainAddType:    decoded(applyDomainAdd),
+		DomainRemoveType: decoded(applyDomainRemove),
+		EndpointsSetType: decoded(applyEndpointsSet),
+		RouterReportType: decoded(applyRouterReport),
+		CertPutType:      decoded(applyCertPut),
+		CertDeleteType:   decoded(applyCertDelete),
+		CertLockType:     decoded(applyCertLock),
 		AuditType:        decoded(applyAuditRecord),
 	}
 	return f, nil

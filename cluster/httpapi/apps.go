@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 func (a *API) toAPIApp(app *state.App) api.App {
 	out := api.App{Name: app.Name, DeployBranch: app.DeployBranch, LatestRelease: app.LatestRelease,
 		ActiveRelease: app.ActiveRelease, Formation: app.Formation,
+		ForceHTTPS: app.ForceHTTPS, HSTS: app.HSTS, WebURL: a.webURL(app.Name),
 		CreatedAt: app.CreatedAt, CreateIndex: app.CreateIndex, ModifyIndex: app.ModifyIndex}
 	if app.DeployTimeout > 0 {
 		out.DeployTimeout = app.DeployTimeout.String()
@@ -139,8 +141,16 @@ func (a *API) appsUpdate(w http.ResponseWriter, r *request) error {
 		cmd.DeployTimeout = &d
 		detail = append(detail, "deploy_timeout="+*s)
 	}
+	if req.ForceHTTPS != nil {
+		cmd.ForceHTTPS = req.ForceHTTPS
+		detail = append(detail, fmt.Sprintf("force_https=%t", *req.ForceHTTPS))
+	}
+	if req.HSTS != nil {
+		cmd.HSTS = req.HSTS
+		detail = append(detail, fmt.Sprintf("hsts=%t", *req.HSTS))
+	}
 	if len(detail) == 0 {
-		return badRequest("nothing to change: give deploy_branch or deploy_timeout")
+		return badRequest("nothing to change: give deploy_branch, deploy_timeout, force_https or hsts")
 	}
 	cmd.Audited = r.audit(id, "apps.update", name, strings.Join(detail, " "))
 	res, _, err := r.apply(cmd)

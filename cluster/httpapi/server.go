@@ -49,9 +49,14 @@ type Config struct {
 	Runtime scheduler.Runtime
 	// MaxScale caps one process type's count (default 100).
 	MaxScale int
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
-	Version  string
+	// AppsDomain gives every app the host APP.<AppsDomain> on the routers.
+	AppsDomain string
+	// WebScheme ("http" or "https") and WebPort (":8080", or "" for the
+	// scheme's default) complete apps' web URLs; "" scheme: no URL shown.
+	WebScheme, WebPort string
+	Registry           *prometheus.Registry
+	Logger             *slog.Logger
+	Version            string
 	// LeaderReady reports whether this server, if leader, has caught its
 	// state up with everything committed before its term (raft Barrier). A
 	// new leader must not answer from older state.
@@ -128,6 +133,19 @@ func (a *API) routes() {
 	a.handle("POST /v1/apps/{app}/restart", write, a.appRestart)
 	a.handle("GET /v1/apps/{app}/logs", read, a.appLogs)
 	a.handleLimit("POST /v1/apps/{app}/run", write, 1<<30, a.appRun)
+	a.handle("GET /v1/apps/{app}/domains", read, a.domainsList)
+	a.handle("POST /v1/apps/{app}/domains", write, a.domainsAdd)
+	a.handle("DELETE /v1/apps/{app}/domains/{domain}", write, a.domainsRemove)
+	// Routers.
+	a.handle("GET /v1/routes", read, a.routesGet)
+	a.handle("GET /v1/routers", read, a.routersList)
+	a.handle("PUT /v1/routers/{id}", write, a.routersReport)
+	a.handle("GET /v1/certs", read, a.certsList)
+	a.handle("GET /v1/certs/{key...}", read, a.certsGet)
+	a.handleLimit("PUT /v1/certs/{key...}", write, 2*api.MaxCertValue, a.certsPut)
+	a.handle("DELETE /v1/certs/{key...}", write, a.certsDelete)
+	a.handle("POST /v1/cert-locks/{name}", write, a.certLock)
+	a.handle("DELETE /v1/cert-locks/{name}", write, a.certUnlock)
 	a.handle("GET /v1/keys", read, a.keysList)
 	a.handle("POST /v1/keys", write, a.keysAdd)
 	a.handle("DELETE /v1/keys/{name}", write, a.keysRemove)

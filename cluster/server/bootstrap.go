@@ -263,6 +263,9 @@ func (s *Server) startDeployer(ctx context.Context) {
 		Keyring: func() *secrets.Keyring { return s.keyring.Load() },
 		Logger:  s.log.With("component", "deployer"),
 		Drain:   time.Duration(s.cfg.Drain),
+		RouterAck: func(ctx context.Context, app string, release uint64) error {
+			return s.waitRouters(ctx, app, release)
+		},
 	})
 	go func() {
 		defer close(done)

@@ -8,7 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/berthpaas/berth/cluster/api"
 )
 
 // Duration is a time.Duration written as "500ms" in config files.
@@ -75,6 +79,17 @@ type Config struct {
 	Drain Duration `json:"drain,omitempty"`
 	// MaxScale caps one process type's instance count (default 100).
 	MaxScale int `json:"max_scale,omitempty"`
+	// AppsDomain gives every app the host APP.<AppsDomain> on the routers
+	// (--dev default: localhost, so apps answer on APP.localhost). Give
+	// every server the same value.
+	AppsDomain string `json:"apps_domain,omitempty"`
+	// AppsURL is how users reach the routers, as scheme and optional port
+	// ("https://", "http://:8080"); with AppsDomain it makes apps' web
+	// URLs. Default "http://" ("http://:8080" in --dev).
+	AppsURL string `json:"apps_url,omitempty"`
+	// RouterAckTimeout bounds how long a deploy waits for every live
+	// router to serve its cutover before old instances drain (default 10s).
+	RouterAckTimeout Duration `json:"router_ack_timeout,omitempty"`
 }
 
 // NomadConfig reaches the Nomad and Consul clusters of the nomad runtime.
@@ -167,6 +182,18 @@ func (c *Config) applyDefaults() error {
 	if c.Dev || (c.BootstrapExpect == 0 && len(c.Join) == 0) {
 		c.BootstrapExpect = 1
 	}
+	if c.Dev && c.AppsDomain == "" {
+		c.AppsDomain = "localhost"
+	}
+	if c.AppsURL == "" {
+		c.AppsURL = "http://"
+		if c.Dev {
+			c.AppsURL = "http://:8080"
+		}
+	}
+	if c.RouterAckTimeout == 0 {
+		c.RouterAckTimeout = Duration(10 * time.Second)
+	}
 	r := &c.Raft
 	for _, p := range []struct {
 		dst *Duration
@@ -180,6 +207,22 @@ func (c *Config) applyDefaults() error {
 		}
 	}
 	return nil
+}
+
+// appsScheme splits AppsURL into scheme and port (":8080" or "").
+func (c *Config) appsScheme() (scheme, port string, err error) {
+	u := c.AppsURL
+	for _, sc := range []string{"http", "https"} {
+		if rest, ok := strings.CutPrefix(u, sc+"://"); ok {
+			if rest == "" {
+				return sc, "", nil
+			}
+			if p, err := strconv.Atoi(strings.TrimPrefix(rest, ":")); err == nil && rest[0] == ':' && p > 0 && p < 65536 {
+				return sc, rest, nil
+			}
+		}
+	}
+	return "", "", fmt.Errorf("--apps-url %q: use http:// or https:// with an optional :port, like http://:8080", u)
 }
 
 // Validate checks the configuration after defaults.
@@ -221,6 +264,16 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxScale < 0 {
 		errs = append(errs, errors.New("max_scale must be positive"))
+	}
+	if c.AppsDomain != "" {
+		if d, err := api.NormalizeDomain(c.AppsDomain); err != nil && c.AppsDomain != "localhost" {
+			errs = append(errs, fmt.Errorf("--apps-domain: %w", err))
+		} else if err == nil {
+			c.AppsDomain = d
+		}
+	}
+	if _, _, err := c.appsScheme(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Dev && len(c.Join) > 0 {
 		errs = append(errs, errors.New("--dev runs a single server; drop --join"))

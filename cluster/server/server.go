@@ -154,6 +154,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if rt != nil {
 		apiCfg.Runtime, apiCfg.MaxScale = rt, s.cfg.MaxScale
 	}
+	apiCfg.AppsDomain = s.cfg.AppsDomain
+	if s.cfg.AppsDomain != "" {
+		apiCfg.WebScheme, apiCfg.WebPort, _ = s.cfg.appsScheme()
+	}
 	s.api = httpapi.New(apiCfg)
 	if pipeline != nil {
 		if err := s.startGit(ctx, pipeline); err != nil {

@@ -27,9 +27,13 @@ type App struct {
 	// DeployTimeout bounds how long new instances have to become healthy
 	// (0: the default, 60 s).
 	DeployTimeout time.Duration
-	CreatedAt     time.Time
-	CreateIndex   uint64
-	ModifyIndex   uint64
+	// ForceHTTPS makes routers redirect plain-HTTP requests to https.
+	ForceHTTPS bool
+	// HSTS makes routers send Strict-Transport-Security on https.
+	HSTS        bool
+	CreatedAt   time.Time
+	CreateIndex uint64
+	ModifyIndex uint64
 }
 
 // CreateApp inserts a new app; ErrExists if the name is taken.
@@ -72,7 +76,13 @@ func (t *Txn) DeleteApp(name string) error {
 	if _, err := t.txn.DeleteAll(tableDeploys, "app", name); err != nil {
 		return fmt.Errorf("delete deploys: %w", err)
 	}
-	return t.bump(tableApps, tableConfig, tableReleases, tableBuilds, tableDeploys)
+	if _, err := t.txn.DeleteAll(tableDomains, "app", name); err != nil {
+		return fmt.Errorf("delete domains: %w", err)
+	}
+	if _, err := t.txn.DeleteAll(tableEndpoints, "app", name); err != nil {
+		return fmt.Errorf("delete endpoints: %w", err)
+	}
+	return t.bump(tableApps, tableConfig, tableReleases, tableBuilds, tableDeploys, tableDomains, tableEndpoints)
 }
 
 // Apps lists all apps in name order, with the apps table's index.
@@ -194,6 +204,22 @@ func (t *Txn) SetCheck(name, process string, c Check) (*App, error) {
 		next.Checks = map[string]Check{}
 	}
 	next.Checks[process] = c
+	return &next, t.putApp(&next)
+}
+
+// SetHTTPS changes the app's HTTPS settings; nil leaves one as it is.
+func (t *Txn) SetHTTPS(name string, force, hsts *bool) (*App, error) {
+	app, err := t.app(name)
+	if err != nil {
+		return nil, err
+	}
+	next := *app
+	if force != nil {
+		next.ForceHTTPS = *force
+	}
+	if hsts != nil {
+		next.HSTS = *hsts
+	}
 	return &next, t.putApp(&next)
 }
 

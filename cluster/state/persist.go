@@ -11,7 +11,7 @@ import (
 // persistedTables is the order tables are written in a snapshot. New tables
 // are appended; a restore ignores nothing and rejects unknown tables.
 var persistedTables = []string{tableIndex, tableMeta, tableServers, tableApps, tableConfig, tableTokens, tableAudit,
-	tableReleases, tableKeys, tableBuilds, tableDeploys}
+	tableReleases, tableKeys, tableBuilds, tableDeploys, tableDomains, tableEndpoints, tableRouters, tableCerts, tableCertLocks}
 
 // record is one line of a persisted snapshot.
 type record struct {
@@ -96,6 +96,16 @@ func newObject(table string) (any, error) {
 		return &Build{}, nil
 	case tableDeploys:
 		return &Deploy{}, nil
+	case tableDomains:
+		return &Domain{}, nil
+	case tableEndpoints:
+		return &Endpoints{}, nil
+	case tableRouters:
+		return &Router{}, nil
+	case tableCerts:
+		return &Cert{}, nil
+	case tableCertLocks:
+		return &CertLock{}, nil
 	}
 	return nil, fmt.Errorf("snapshot has unknown table %q", table)
 }

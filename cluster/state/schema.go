@@ -6,17 +6,22 @@ import (
 
 // Table names.
 const (
-	tableIndex    = "index"
-	tableApps     = "apps"
-	tableConfig   = "config"
-	tableTokens   = "tokens"
-	tableAudit    = "audit"
-	tableServers  = "servers"
-	tableMeta     = "meta"
-	tableReleases = "releases"
-	tableKeys     = "keys"
-	tableBuilds   = "builds"
-	tableDeploys  = "deploys"
+	tableIndex     = "index"
+	tableApps      = "apps"
+	tableConfig    = "config"
+	tableTokens    = "tokens"
+	tableAudit     = "audit"
+	tableServers   = "servers"
+	tableMeta      = "meta"
+	tableReleases  = "releases"
+	tableKeys      = "keys"
+	tableBuilds    = "builds"
+	tableDeploys   = "deploys"
+	tableDomains   = "domains"
+	tableEndpoints = "endpoints"
+	tableRouters   = "routers"
+	tableCerts     = "certs"
+	tableCertLocks = "cert_locks"
 )
 
 func schema() *memdb.DBSchema {
@@ -62,6 +67,25 @@ func schema() *memdb.DBSchema {
 		tableDeploys: {Name: tableDeploys, Indexes: map[string]*memdb.IndexSchema{
 			"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
 			"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "App"}},
+		}},
+		tableDomains: {Name: tableDomains, Indexes: map[string]*memdb.IndexSchema{
+			"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+			"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "App"}},
+		}},
+		tableEndpoints: {Name: tableEndpoints, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+				&memdb.StringFieldIndex{Field: "App"}, &memdb.UintFieldIndex{Field: "Release"},
+			}}},
+			"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "App"}},
+		}},
+		tableRouters: {Name: tableRouters, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+		}},
+		tableCerts: {Name: tableCerts, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+		}},
+		tableCertLocks: {Name: tableCertLocks, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 		}},
 		tableMeta: {Name: tableMeta, Indexes: map[string]*memdb.IndexSchema{
 			"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},

@@ -13,6 +13,7 @@ var (
 	ErrExists              = errors.New("already exists")
 	ErrAlreadyBootstrapped = errors.New("already bootstrapped")
 	ErrLastAdmin           = errors.New("last admin token")
+	ErrLocked              = errors.New("locked by another owner")
 )
 
 // Store is the state store. It is safe for concurrent use; writes come only
