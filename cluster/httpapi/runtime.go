@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berthpaas/berth/cluster/api"
@@ -313,15 +314,55 @@ func (a *API) appLogs(w http.ResponseWriter, r *request) error {
 	}
 	var kept []scheduler.LogLine
 	collect := emit
-	if !opts.Follow && opts.Tail > 0 {
-		// The runtime tails each instance; -n is a total over the merged log.
-		collect = func(l scheduler.LogLine) {
-			if kept = append(kept, l); len(kept) > opts.Tail {
-				kept = kept[1:]
-			}
+	if !opts.Follow {
+		// Merge by time; the runtime tails each instance, and -n is a
+		// total over the merged log.
+		collect = func(l scheduler.LogLine) { kept = append(kept, l) }
+	}
+	// The routers' lines (process "router") come from this server's
+	// memory; the rest from the runtime.
+	withRouter := opts.Process == "" || opts.Process == "router"
+	if withRouter && !opts.Follow {
+		for _, l := range a.routerLogs.since(name, opts.Since) {
+			collect(l)
 		}
 	}
-	err = rt.Logs(r.Context(), name, opts, collect)
+	var mu sync.Mutex // emits come from the runtime and the router subscription
+	locked := func(l scheduler.LogLine) {
+		mu.Lock()
+		defer mu.Unlock()
+		collect(l)
+	}
+	if withRouter && opts.Follow {
+		for _, l := range a.routerLogs.since(name, time.Now().Add(-10*time.Second)) {
+			locked(l)
+		}
+		lines, cancel := a.routerLogs.subscribe(name)
+		defer cancel()
+		go func() {
+			for {
+				select {
+				case l := <-lines:
+					locked(l)
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}()
+	}
+	if opts.Process == "router" {
+		if opts.Follow {
+			<-r.Context().Done()
+		}
+	} else {
+		err = rt.Logs(r.Context(), name, opts, locked)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.SortStableFunc(kept, func(x, y scheduler.LogLine) int { return x.Time.Compare(y.Time) })
+	if opts.Tail > 0 && len(kept) > opts.Tail {
+		kept = kept[len(kept)-opts.Tail:]
+	}
 	for _, l := range kept {
 		emit(l)
 	}

@@ -73,6 +73,8 @@ type API struct {
 	fwd     *forward.Forwarder
 	metrics *metrics
 	log     *slog.Logger
+	// routerLogs holds the access-log lines routers shipped here.
+	routerLogs *routerLogs
 }
 
 // New builds the API handler.
@@ -86,7 +88,7 @@ func New(cfg Config) *API {
 	if cfg.LeaderWait == 0 {
 		cfg.LeaderWait = 3 * time.Second
 	}
-	a := &API{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	a := &API{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, routerLogs: newRouterLogs()}
 	a.fwd = forward.New(cfg.Name, a.signer, cfg.Logger)
 	a.metrics = newMetrics(cfg.Registry, cfg.Node)
 	a.routes()
@@ -140,6 +142,7 @@ func (a *API) routes() {
 	a.handle("GET /v1/routes", read, a.routesGet)
 	a.handle("GET /v1/routers", read, a.routersList)
 	a.handle("PUT /v1/routers/{id}", write, a.routersReport)
+	a.handleLimit("POST /v1/router-logs", write, 4<<20, a.routerLogsShip)
 	a.handle("GET /v1/certs", read, a.certsList)
 	a.handle("GET /v1/certs/{key...}", read, a.certsGet)
 	a.handleLimit("PUT /v1/certs/{key...}", write, 2*api.MaxCertValue, a.certsPut)
