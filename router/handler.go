@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -39,10 +40,20 @@ func (a *App) serve(ctx context.Context, w http.ResponseWriter, r *http.Request,
 		a.logRequest(r, nil, "", result{status: http.StatusNotFound}, start)
 		return
 	}
-	if rt.ForceHTTPS && r.TLS == nil {
-		redirectHTTPS(w, r)
-		a.logRequest(r, rt, "", result{status: http.StatusPermanentRedirect}, start)
-		return
+	if r.TLS == nil {
+		// ACME HTTP-01 challenges, only for routed names (no others are
+		// ever ordered, so unknown hosts cost no storage lookup), and
+		// before ForceHTTPS's redirect.
+		if strings.HasPrefix(r.URL.Path, acmeChallengePath) && a.handleACMEChallenge(w, r) {
+			return
+		}
+		if rt.ForceHTTPS {
+			a.redirectHTTPS(w, r)
+			a.logRequest(r, rt, "", result{status: http.StatusPermanentRedirect}, start)
+			return
+		}
+	} else if rt.HSTS {
+		w.Header()["Strict-Transport-Security"] = []string{hstsValue}
 	}
 	if r.ContentLength != 0 && r.ProtoMajor == 1 {
 		// A proxy must stream both ways: without this, net/http stops
@@ -86,10 +97,24 @@ func (a *App) logRequest(r *http.Request, rt *route, reqID string, res result, s
 	a.access.log(&e)
 }
 
-func redirectHTTPS(w http.ResponseWriter, r *http.Request) {
+// acmeChallengePath is where ACME HTTP-01 challenges are asked.
+const acmeChallengePath = "/.well-known/acme-challenge/"
+
+// hstsValue is the Strict-Transport-Security header of HSTS apps: one year.
+const hstsValue = "max-age=31536000"
+
+// redirectHTTPS sends a plain-HTTP request of a ForceHTTPS app to the same
+// host and URI on https, with the router's HTTPS port unless it is 443.
+func (a *App) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
 	host := r.Host
 	if h := requestHost(host); h != "" {
 		host = h
+	}
+	if strings.IndexByte(host, ':') >= 0 {
+		host = "[" + host + "]" // an IPv6 literal
+	}
+	if port := a.httpsRedirectPort(); port != "" {
+		host += ":" + port
 	}
 	w.Header()["Location"] = []string{"https://" + host + r.URL.RequestURI()}
 	w.WriteHeader(http.StatusPermanentRedirect)
@@ -164,6 +189,15 @@ func (a *App) serveNext(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		writePage(w, http.StatusNotFound, pageUnknownHost)
 		a.logRequest(r, nil, "", result{status: http.StatusNotFound}, start)
 		return nil
+	}
+	if r.TLS == nil {
+		if rt.ForceHTTPS {
+			a.redirectHTTPS(w, r)
+			a.logRequest(r, rt, "", result{status: http.StatusPermanentRedirect}, start)
+			return nil
+		}
+	} else if rt.HSTS {
+		w.Header()["Strict-Transport-Security"] = []string{hstsValue}
 	}
 	if len(rt.ups) == 0 {
 		writePage(w, http.StatusServiceUnavailable, pageUnavailable)

@@ -33,6 +33,8 @@ type Route struct {
 	Upstreams []string `json:"upstreams,omitempty"`
 	// ForceHTTPS redirects plain-HTTP requests to https.
 	ForceHTTPS bool `json:"force_https,omitempty"`
+	// HSTS sends Strict-Transport-Security (one year) on HTTPS responses.
+	HSTS bool `json:"hsts,omitempty"`
 	// LB is the load-balancing policy: round_robin (default) or least_conn.
 	LB string `json:"lb,omitempty"`
 }

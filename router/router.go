@@ -7,13 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy" // the reverse_proxy frontend
+	_ "github.com/caddyserver/caddy/v2/modules/caddypki"               // the internal CA
+	_ "github.com/caddyserver/caddy/v2/modules/filestorage"            // DataDir
+	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -68,6 +73,37 @@ type Options struct {
 
 	// CaddyLogLevel is the level of Caddy's own log (to stderr); default WARN.
 	CaddyLogLevel string
+
+	// HTTPSAddr, when set, serves HTTPS there, e.g. ":443": Caddy's http
+	// server with the berth handler (HTTP/1.1 and HTTP/2), certificates
+	// obtained on demand for names the route table routes, and only those.
+	// HTTPAddr keeps serving plain HTTP with Frontend and answers ACME
+	// HTTP-01 challenges. Routes with ForceHTTPS redirect there; routes
+	// with HSTS get a Strict-Transport-Security header on HTTPS.
+	HTTPSAddr string
+	// ACMECA is the ACME directory URL; default DefaultACMECA (Let's
+	// Encrypt production).
+	ACMECA string
+	// ACMEEmail is the ACME account's contact address (optional).
+	ACMEEmail string
+	// ACMETrustedRootsFiles are PEM files of CA certificates trusted when
+	// talking to the ACME server, for a private ACME CA.
+	ACMETrustedRootsFiles []string
+	// DisableTLSALPNChallenge leaves HTTP-01 (on HTTPAddr's port) as the
+	// only ACME challenge; by default TLS-ALPN-01 on HTTPSAddr's port is
+	// offered too.
+	DisableTLSALPNChallenge bool
+	// InternalCA issues every certificate from Caddy's internal CA (for
+	// --dev); names under .localhost always use it. Its root lives in the
+	// certificate storage (pki/authorities/local/root.crt).
+	InternalCA bool
+	// CertStorage holds certificates, keys, ACME accounts, challenge tokens
+	// and locks; routers sharing one storage share certificates and never
+	// order the same one twice. Nil: Caddy's file storage in DataDir.
+	CertStorage certmagic.Storage
+	// DataDir is the file storage's directory when CertStorage is nil;
+	// empty: Caddy's default (e.g. ~/.local/share/caddy).
+	DataDir string
 }
 
 // Errors returned by Router.
@@ -81,6 +117,7 @@ var (
 type Router struct {
 	opts Options
 	inst *instance
+	tls  *tlsState // nil without HTTPSAddr
 	cfg  []byte
 }
 
@@ -99,6 +136,18 @@ func New(opts Options) (*Router, error) {
 	default:
 		return nil, fmt.Errorf("router: unknown frontend %q", opts.Frontend)
 	}
+	if opts.HTTPSAddr != "" {
+		if _, _, err := net.SplitHostPort(opts.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("router: HTTPAddr %q: %w", opts.HTTPAddr, err)
+		}
+		_, port, err := net.SplitHostPort(opts.HTTPSAddr)
+		if err != nil {
+			return nil, fmt.Errorf("router: HTTPSAddr %q: %w", opts.HTTPSAddr, err)
+		}
+		if opts.HTTPSAddr == opts.HTTPAddr && port != "0" {
+			return nil, errors.New("router: HTTPAddr and HTTPSAddr are the same")
+		}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -109,7 +158,15 @@ func New(opts Options) (*Router, error) {
 		metrics:   newMetrics(opts.Registry),
 	}
 	r := &Router{opts: opts, inst: inst}
-	cfg, err := json.Marshal(r.caddyConfig(registerInstance(inst)))
+	id := registerInstance(inst)
+	if opts.HTTPSAddr != "" {
+		r.tls = &tlsState{storage: opts.CertStorage}
+		_, port, _ := net.SplitHostPort(opts.HTTPSAddr)
+		n, _ := strconv.Atoi(port)
+		r.tls.httpsPort.Store(int32(n))
+		registerTLSState(id, r.tls)
+	}
+	cfg, err := json.Marshal(r.caddyConfig(id))
 	if err != nil {
 		return nil, err
 	}
@@ -140,66 +197,94 @@ func (r *Router) caddyConfig(instanceID string) map[string]any {
 		berth.TrustedProxies = append(berth.TrustedProxies, p.String())
 	}
 	apps := map[string]any{"berth": berth}
+	servers := map[string]any{}
+	handle := r.handlers()
 	switch o.Frontend {
 	case FrontendBerth:
 		berth.Listen = []string{o.HTTPAddr}
 	case FrontendCaddy, FrontendReverseProxy:
-		handle := []any{map[string]any{"handler": "berth"}}
-		if o.Frontend == FrontendReverseProxy {
-			handle = []any{
-				map[string]any{"handler": "berth", "next": true},
-				map[string]any{
-					"handler":           "reverse_proxy",
-					"dynamic_upstreams": map[string]any{"source": "berth"},
-					"transport": map[string]any{
-						"protocol":     "http",
-						"dial_timeout": durOr(caddy.Duration(o.DialTimeout), 2*time.Second).String(),
-						"keep_alive": map[string]any{
-							"max_idle_conns_per_host": max(o.MaxIdleConnsPerUpstream, 1024),
-							"idle_timeout":            durOr(caddy.Duration(o.IdleConnTimeout), time.Minute).String(),
-						},
-					},
-					"load_balancing": map[string]any{
-						"selection_policy": map[string]any{"policy": "round_robin"},
-						"try_duration":     durOr(caddy.Duration(o.TryDuration), 3*time.Second).String(),
-						"try_interval":     "50ms",
-						"retries":          3, // whichever ends first: all down is a quick 503
-					},
-					"health_checks": map[string]any{"passive": map[string]any{
-						"fail_duration": durOr(caddy.Duration(o.FailDuration), 5*time.Second).String(),
-					}},
-				},
-			}
-		}
-		maxHeader := o.MaxHeaderBytes
-		if maxHeader == 0 {
-			maxHeader = 64 << 10
-		}
-		// No certificates are managed yet (TLS comes with the control
-		// plane's certmagic storage), so keep the tls app from touching
-		// storage: no lock files, no background cleaning.
+		servers["berth"] = r.caddyServer(o.HTTPAddr, handle)
+	}
+	var storage map[string]any
+	if r.tls != nil {
+		// HTTPS is always Caddy's http server; the berth handler proxies
+		// unless the reverse_proxy frontend was chosen.
+		servers["berth_https"], storage = r.tlsConfig(instanceID, handle, apps)
+	} else if len(servers) > 0 {
+		// No certificates are managed without HTTPSAddr, so keep the tls
+		// app from touching storage: no lock files, no background cleaning.
 		apps["tls"] = map[string]any{"disable_storage_check": true, "disable_storage_clean": true}
+	}
+	if len(servers) > 0 {
 		apps["http"] = map[string]any{
 			"grace_period": durOr(caddy.Duration(o.GracePeriod), 5*time.Second).String(),
-			"servers": map[string]any{"berth": map[string]any{
-				"listen":              []string{o.HTTPAddr},
-				"routes":              []any{map[string]any{"handle": handle}},
-				"automatic_https":     map[string]any{"disable": true},
-				"read_header_timeout": durOr(caddy.Duration(o.ReadHeaderTimeout), 10*time.Second).String(),
-				"idle_timeout":        durOr(caddy.Duration(o.IdleTimeout), 2*time.Minute).String(),
-				"max_header_bytes":    maxHeader,
-				"protocols":           []string{"h1", "h2"},
-			}},
+			"servers":      servers,
 		}
 	}
 	level := o.CaddyLogLevel
 	if level == "" {
 		level = "WARN"
 	}
-	return map[string]any{
+	cfg := map[string]any{
 		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": level}}},
 		"apps":    apps,
+	}
+	if storage != nil {
+		cfg["storage"] = storage
+	}
+	return cfg
+}
+
+// handlers is the handler chain of the http app's servers: the berth
+// handler, or (FrontendReverseProxy) the berth handler routing and Caddy's
+// reverse_proxy proxying with upstreams from the berth table.
+func (r *Router) handlers() []any {
+	o := r.opts
+	if o.Frontend != FrontendReverseProxy {
+		return []any{map[string]any{"handler": "berth"}}
+	}
+	return []any{
+		map[string]any{"handler": "berth", "next": true},
+		map[string]any{
+			"handler":           "reverse_proxy",
+			"dynamic_upstreams": map[string]any{"source": "berth"},
+			"transport": map[string]any{
+				"protocol":     "http",
+				"dial_timeout": durOr(caddy.Duration(o.DialTimeout), 2*time.Second).String(),
+				"keep_alive": map[string]any{
+					"max_idle_conns_per_host": max(o.MaxIdleConnsPerUpstream, 1024),
+					"idle_timeout":            durOr(caddy.Duration(o.IdleConnTimeout), time.Minute).String(),
+				},
+			},
+			"load_balancing": map[string]any{
+				"selection_policy": map[string]any{"policy": "round_robin"},
+				"try_duration":     durOr(caddy.Duration(o.TryDuration), 3*time.Second).String(),
+				"try_interval":     "50ms",
+				"retries":          3, // whichever ends first: all down is a quick 503
+			},
+			"health_checks": map[string]any{"passive": map[string]any{
+				"fail_duration": durOr(caddy.Duration(o.FailDuration), 5*time.Second).String(),
+			}},
+		},
+	}
+}
+
+// caddyServer is one server of Caddy's http app running handle.
+func (r *Router) caddyServer(listen string, handle []any) map[string]any {
+	o := r.opts
+	maxHeader := o.MaxHeaderBytes
+	if maxHeader == 0 {
+		maxHeader = 64 << 10
+	}
+	return map[string]any{
+		"listen":              []string{listen},
+		"routes":              []any{map[string]any{"handle": handle}},
+		"automatic_https":     map[string]any{"disable": true},
+		"read_header_timeout": durOr(caddy.Duration(o.ReadHeaderTimeout), 10*time.Second).String(),
+		"idle_timeout":        durOr(caddy.Duration(o.IdleTimeout), 2*time.Minute).String(),
+		"max_header_bytes":    maxHeader,
+		"protocols":           []string{"h1", "h2"},
 	}
 }
 
@@ -221,6 +306,13 @@ func (r *Router) Start(ctx context.Context) error {
 	if r.inst.app.Load() == nil {
 		caddy.Stop()
 		return fmt.Errorf("router: berth app did not start")
+	}
+	if r.tls != nil && r.tls.httpsPort.Load() == 0 {
+		// Port 0 (tests): redirects name the port the kernel chose.
+		if _, p, err := net.SplitHostPort(r.HTTPSAddr()); err == nil {
+			n, _ := strconv.Atoi(p)
+			r.tls.httpsPort.Store(int32(n))
+		}
 	}
 	return nil
 }
@@ -262,6 +354,19 @@ func (r *Router) Addr() string {
 	if addrs := a.listenAddrs(); len(addrs) > 0 {
 		return addrs[0]
 	}
+	return serverAddr("berth")
+}
+
+// HTTPSAddr returns the address HTTPS is served on, "" without HTTPSAddr.
+func (r *Router) HTTPSAddr() string {
+	if r.tls == nil || r.inst.app.Load() == nil {
+		return ""
+	}
+	return serverAddr("berth_https")
+}
+
+// serverAddr is the first listener of one of the http app's servers.
+func serverAddr(name string) string {
 	cur := caddy.ActiveContext()
 	if cur.Context == nil {
 		return ""
@@ -270,7 +375,7 @@ func (r *Router) Addr() string {
 	if err != nil {
 		return ""
 	}
-	if srv := app.(*caddyhttp.App).Servers["berth"]; srv != nil {
+	if srv := app.(*caddyhttp.App).Servers[name]; srv != nil {
 		if lns := srv.Listeners(); len(lns) > 0 {
 			return lns[0].Addr().String()
 		}
