@@ -313,6 +313,9 @@ func (r *Runtime) Start(ctx context.Context, rel scheduler.Release) error {
 	if err != nil {
 		return fmt.Errorf("start %s v%d: %w", rel.App, rel.Version, err)
 	}
+	if err := r.startCreated(ctx, ts); err != nil {
+		return fmt.Errorf("start %s v%d: %w", rel.App, rel.Version, err)
+	}
 	p := planFormation(rel, r.haves(ts))
 	var errs []error
 	// Dead containers go first, so a slot never shows twice.
@@ -350,6 +353,51 @@ func (r *Runtime) Start(ctx context.Context, rel scheduler.Release) error {
 	if len(p.Create)+len(p.Stop)+len(p.Remove) > 0 {
 		r.log.Info("release converged", "app", rel.App, "release", rel.Version,
 			"created", len(p.Create), "stopping", len(p.Stop), "replaced_dead", len(p.Remove))
+	}
+	return nil
+}
+
+// startCreated starts the release's containers that were created but
+// never started: Starts are serialised, so such a container is another
+// server's, which died (or lost its leadership) between creating and
+// starting it. Starting it now, rather than waiting to see whether that
+// server still does, costs nothing: starting a running container is a
+// no-op. A container the engine cannot start (no such executable) keeps
+// the engine's reason and is no longer live, so the plan replaces it in
+// this Start.
+func (r *Runtime) startCreated(ctx context.Context, ts []*inst) error {
+	for _, t := range ts {
+		r.mu.Lock()
+		created := t.state == container.StateCreated && !t.stopping
+		r.mu.Unlock()
+		if !created {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, engineTimeout)
+		err := r.docker.ContainerStart(sctx, t.id, container.StartOptions{})
+		cancel()
+		switch {
+		case err == nil:
+			r.log.Info("started a container another server created", "container", short(t.id),
+				"app", t.meta.App, "release", t.meta.Release, "instance", t.meta.Process+"."+strconv.Itoa(t.meta.Index))
+			// What it does now: running, or (an entrypoint the engine
+			// cannot exec, with the restart policy) restarting, which is
+			// not live and is replaced below.
+			r.inspect(ctx, t)
+		case client.IsErrConnectionFailed(err), ctx.Err() != nil:
+			return fmt.Errorf("start created container %s: %w", short(t.id), engineErr(err))
+		default:
+			// Gone meanwhile, or it cannot start: either way it is not
+			// live, and the plan fills its slot.
+			r.mu.Lock()
+			if t.engineErr == "" {
+				t.engineErr = err.Error()
+			}
+			t.state = container.StateCreated
+			t.down()
+			r.mu.Unlock()
+		}
+		r.refreshSoon(t)
 	}
 	return nil
 }
