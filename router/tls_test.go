@@ -231,6 +231,41 @@ func TestTLSRefusesUnregisteredNames(t *testing.T) {
 	}
 }
 
+// TestTLSALPNChallenge: with the default challenges, a CA that cannot
+// reach the plain-HTTP port still validates through TLS-ALPN-01 on the
+// HTTPS server (Caddy's handshake answers acme-tls/1).
+func TestTLSALPNChallenge(t *testing.T) {
+	al := ports.New()
+	var addrs [3]string // router HTTP, router HTTPS, Pebble's HTTP-01 port where nothing listens
+	for i := range addrs {
+		var err error
+		if addrs[i], err = al.Addr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := func(addr string) int {
+		_, p, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	d := startDNS(t)
+	pebble := startPebble(t, port(addrs[2]), port(addrs[1]), d.Addr)
+	b := newBackend(t, "web")
+	tr := startRouter(t, Options{
+		HTTPAddr:              addrs[0],
+		HTTPSAddr:             addrs[1],
+		ACMECA:                pebble.Directory,
+		ACMETrustedRootsFiles: []string{pebble.RootsFile},
+		CertStorage:           &certmagic.FileStorage{Path: t.TempDir()},
+		Source:                NewStaticSource(Route{App: "web", Release: 1, Upstreams: []string{b.addr()}, Hosts: []string{"alpn.example.com"}}),
+	})
+	tr.waitRelease(t, "web", 1)
+	d.Set("alpn.example.com", "127.0.0.1")
+	if resp, body := httpsGet(t, tr.HTTPSAddr(), "alpn.example.com", "/", pebble.Roots); resp.StatusCode != 200 || body != "web" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+}
+
 // TestTLSSharedStorageOneOrder runs the shared-storage test on Caddy's
 // file storage, which locks across processes.
 func TestTLSSharedStorageOneOrder(t *testing.T) {
