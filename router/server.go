@@ -2,7 +2,6 @@ package router
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,9 +21,10 @@ import (
 // front of the lean proxy. net/http's server costs a goroutine, a read
 // syscall, a deadline dance and a context per request to watch for the
 // client hanging up (see DESIGN.md for the measurements); here each
-// connection is one goroutine running request after request. Parsing is
-// still net/http's (http.ReadRequest) plus the checks its server makes, so
-// what is accepted does not change. Responses are written by rawWriter.
+// connection is one goroutine running request after request. Heads are
+// parsed by parse.go (what net/http's server accepts, minus a few
+// smuggling-prone forms), into a Request reused by the connection.
+// Responses are written by rawWriter.
 // TLS and HTTP/2 belong to the Caddy frontend.
 type frontend struct {
 	app               *App
@@ -199,6 +199,11 @@ type serverConn struct {
 	watchDone chan struct{}
 
 	idleDeadline int64 // nanotime of the read deadline set for idling
+
+	// Reused from request to request: nothing keeps them after serveOne.
+	parser  *requestParser
+	headBuf []byte // heads bigger than br's buffer
+	expect  expectContinueBody
 }
 
 // limitReader caps what the head of a request may read from the conn.
@@ -230,6 +235,7 @@ func newServerConn(f *frontend, nc net.Conn) *serverConn {
 	sc.bw = bufio.NewWriterSize(nc, 4096)
 	sc.w.sc = sc
 	sc.w.header = make(http.Header, 16)
+	sc.parser = newRequestParser()
 	sc.ctx, sc.cancel = context.WithCancel(context.Background())
 	return sc
 }
@@ -294,24 +300,24 @@ func (sc *serverConn) serveOne() (keep, hijacked bool) {
 	// in MaxHeaderBytes. Most heads are already buffered whole; they skip
 	// the deadline.
 	buffered, _ := sc.br.Peek(sc.br.Buffered())
-	headBuffered := bytes.Contains(buffered, []byte("\r\n\r\n"))
+	headBuffered := headEnd(buffered) >= 0
 	if !headBuffered {
 		sc.nc.SetReadDeadline(time.Now().Add(sc.f.readHeaderTimeout))
 		sc.idleDeadline = 0
 	}
 	sc.lr.remain = int64(sc.f.maxHeaderBytes) + 4096 - int64(len(buffered))
-	req, err := http.ReadRequest(sc.br)
+	head, err := readRequestHead(sc.br, &sc.headBuf, sc.f.maxHeaderBytes+4096)
 	sc.lr.remain = noLimit
+	var req *http.Request
+	if err == nil {
+		req, err = sc.parser.parse(head, sc.br)
+	}
 	if err != nil {
 		sc.badRequest(err)
 		return false, false
 	}
 	if !headBuffered {
 		sc.nc.SetReadDeadline(time.Time{})
-	}
-	if msg := checkRequest(req); msg != "" {
-		sc.writeError(http.StatusBadRequest, msg)
-		return false, false
 	}
 	req.RemoteAddr = sc.remote
 
@@ -327,7 +333,8 @@ func (sc *serverConn) serveOne() (keep, hijacked bool) {
 				sc.writeError(http.StatusExpectationFailed, "unsupported Expect header")
 				return false, false
 			}
-			body = &expectContinueBody{ReadCloser: req.Body, sc: sc}
+			body = &sc.expect
+			*body = expectContinueBody{ReadCloser: req.Body, sc: sc}
 			req.Body = body
 		}
 	}
@@ -366,31 +373,6 @@ func (sc *serverConn) serveOne() (keep, hijacked bool) {
 	return keep, false
 }
 
-// checkRequest makes the checks net/http's server adds to ReadRequest
-// (which already refuses several Host headers and removes Host from Header).
-func checkRequest(req *http.Request) string {
-	if req.ProtoMajor != 1 {
-		return "unsupported protocol version"
-	}
-	if req.ProtoAtLeast(1, 1) && req.Host == "" {
-		return "missing required Host header"
-	}
-	if !validHostHeader(req.Host) {
-		return "malformed Host header"
-	}
-	for k, vv := range req.Header {
-		if !validHeaderKey(k) {
-			return "invalid header name"
-		}
-		for _, v := range vv {
-			if !validHeaderValue(v) {
-				return "invalid header value"
-			}
-		}
-	}
-	return ""
-}
-
 func validHostHeader(h string) bool {
 	for i := 0; i < len(h); i++ {
 		c := h[i]
@@ -413,11 +395,14 @@ func validHeaderValue(v string) bool {
 // badRequest answers a request that could not be read, as net/http would.
 func (sc *serverConn) badRequest(err error) {
 	var ne net.Error
+	var re *requestError
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.As(err, &ne) && ne.Timeout():
 		return // the client went away, or was too slow: just close
 	case errors.Is(err, errHeadTooLarge):
 		sc.writeError(http.StatusRequestHeaderFieldsTooLarge, "request header fields too large")
+	case errors.As(err, &re):
+		sc.writeError(re.status, re.msg)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return
 	default:
