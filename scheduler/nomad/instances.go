@@ -106,10 +106,14 @@ type allocHealth struct {
 	output  string // of the first check that is not passing
 }
 
-// health reads the checks of all of app's service instances and groups
-// them by allocation.
+// health reads the checks of all of app's service instances, and the
+// nodes' own checks, and groups them by allocation.
 func (r *Runtime) health(ctx context.Context, app string) (map[string]allocHealth, error) {
-	q := &consul.QueryOptions{Filter: fmt.Sprintf(`%q in ServiceTags`, appTag(app))}
+	// Node checks (ServiceID "": serfHealth, maintenance) count for every
+	// service on the node, as in Consul's ?passing answers routers use: a
+	// node whose Consul agent stopped answering (a dead machine) has its
+	// instances out at once, before Nomad's servers declare the node down.
+	q := &consul.QueryOptions{Filter: fmt.Sprintf(`%q in ServiceTags or ServiceID == ""`, appTag(app))}
 	hcs, _, err := r.c.health.State(consul.HealthAny, q.WithContext(ctx))
 	if err != nil {
 		return nil, r.consulErr("read the health of "+app+"'s services", err)
@@ -132,6 +136,12 @@ func allocOfService(serviceID string) (string, bool) {
 }
 
 func healthByAlloc(hcs consul.HealthChecks) map[string]allocHealth {
+	nodeDown := map[string]string{} // node → why its own check fails
+	for _, c := range hcs {
+		if c.ServiceID == "" && c.Status != consul.HealthPassing && nodeDown[c.Node] == "" {
+			nodeDown[c.Node] = "node " + c.Node + ": " + checkOutput(c)
+		}
+	}
 	out := map[string]allocHealth{}
 	for _, c := range hcs {
 		id, ok := allocOfService(c.ServiceID)
@@ -140,9 +150,12 @@ func healthByAlloc(hcs consul.HealthChecks) map[string]allocHealth {
 		}
 		h := out[id]
 		h.checks++
-		if c.Status == consul.HealthPassing {
+		switch {
+		case nodeDown[c.Node] != "":
+			h.output = nodeDown[c.Node]
+		case c.Status == consul.HealthPassing:
 			h.passing++
-		} else if h.output == "" {
+		case h.output == "":
 			h.output = checkOutput(c)
 		}
 		out[id] = h

@@ -148,6 +148,27 @@ func TestHealthByAlloc(t *testing.T) {
 	}
 }
 
+// TestHealthByAllocNodeDown: a failing node check (the node's Consul agent
+// is gone) makes the node's instances unhealthy, whatever their own
+// checks said last.
+func TestHealthByAllocNodeDown(t *testing.T) {
+	svc := "_nomad-task-" + allocA + "-group-web-berth-shop-web-http"
+	other := "_nomad-task-99999999-0000-1111-2222-333344445555-group-web-berth-shop-web-http"
+	got := healthByAlloc(consul.HealthChecks{
+		{Node: "n2", ServiceID: svc, Status: consul.HealthPassing, Output: "ok"},
+		{Node: "n2", CheckID: "serfHealth", Status: consul.HealthCritical, Output: "Agent not live or unreachable"},
+		{Node: "n1", ServiceID: other, Status: consul.HealthPassing},
+		{Node: "n1", CheckID: "serfHealth", Status: consul.HealthPassing, Output: "Agent alive and reachable"},
+	})
+	want := map[string]allocHealth{
+		allocA:                                 {checks: 1, output: "node n2: Agent not live or unreachable"},
+		"99999999-0000-1111-2222-333344445555": {checks: 1, passing: 1},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(allocHealth{})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
 func TestExitCode(t *testing.T) {
 	ts := &api.TaskState{Events: []*api.TaskEvent{
 		{Type: api.TaskStarted},

@@ -253,6 +253,11 @@ func releaseJob(rel scheduler.Release, o jobOptions) *api.Job {
 				Delay:    new(restartDelay),
 				Mode:     new("fail"),
 			},
+			// Failed allocations are rescheduled with this back-off. Those
+			// of a lost node (down: missed heartbeats) are replaced at once,
+			// whatever the policy says, because the group sets no
+			// max_client_disconnect (which would keep them "unknown" and
+			// wait for the node to come back); TestLostNode measures it.
 			ReschedulePolicy: &api.ReschedulePolicy{
 				Attempts:      new(0),
 				Unlimited:     new(true),

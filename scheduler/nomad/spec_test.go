@@ -58,6 +58,10 @@ func TestReleaseJob(t *testing.T) {
 	}
 
 	web := group(t, job, "web")
+	if web.MaxClientDisconnect != nil || web.StopAfterClientDisconnect != nil || web.Disconnect != nil {
+		// Allocations of a lost node must be replaced at once (TestLostNode).
+		t.Errorf("web has a disconnect policy: %v %v %+v", web.MaxClientDisconnect, web.StopAfterClientDisconnect, web.Disconnect)
+	}
 	if *web.Count != 3 || web.Meta["berth_check"] != "http" {
 		t.Errorf("web count %d meta %v", *web.Count, web.Meta)
 	}

@@ -71,11 +71,48 @@ type Agents struct {
 	ConsulAddr string
 	// NodeName is the name of the Nomad client node.
 	NodeName string
+	// NodeID is the ID of the dev agent's Nomad client node.
+	NodeID string
 	// Dir holds the agents' config, logs and TMPDIR.
 	Dir string
+	// TLS is what the agents serve HTTPS with (Options.TLS), or nil.
+	TLS *TLS
+
+	opts          Options
+	httpc         *http.Client
+	nomadBin      string
+	consulBin     string
+	ports         *ports.Allocator
+	nomadRPC      int // the dev server's RPC port, for more clients
+	consulSerfLAN int // the Consul dev agent's LAN gossip port, for more agents
+	clients       int // extra clients started
 
 	nomad, consul *exec.Cmd
 }
+
+// Options change how Start runs the agents.
+type Options struct {
+	// TLS serves Nomad's and Consul's HTTP APIs over HTTPS only, with the
+	// server certificate and CA of these files (see NewTLS). Nomad talks
+	// to Consul over HTTPS too; NomadAddr and ConsulAddr then start with
+	// https://.
+	TLS *TLS
+	// FastNodeLoss makes the Nomad server mark a node down within 4–7 s
+	// of its last heartbeat (min_heartbeat_ttl 2s, heartbeat_grace 3s,
+	// instead of 10s and 10s): for tests of lost nodes.
+	FastNodeLoss bool
+}
+
+// Dynamic port ranges: the dev agent's client and each extra client
+// (StartClient) allocate host ports from ranges of their own, as they all
+// publish on 127.0.0.1.
+const (
+	devMinPort     = 20000
+	devMaxPort     = 24999
+	clientPortBase = 25000
+	clientPortSpan = 2000
+	maxClients     = 3
+)
 
 // Binaries returns the paths of the nomad and consul binaries: from
 // $BERTH_TOOLS_DIR/bin (default ~/.cache/berth/tools/bin), where
@@ -115,6 +152,12 @@ func Binaries() (nomad, consul string, err error) {
 // not become ready (with the tail of their logs).
 func Start(t testing.TB) *Agents {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Agents {
+	t.Helper()
 	nomadBin, consulBin, err := Binaries()
 	if err != nil {
 		t.Fatal(err)
@@ -134,16 +177,26 @@ func Start(t testing.TB) *Agents {
 		n, _ := strconv.Atoi(p)
 		return n
 	}
-	a := &Agents{Dir: dir}
+	httpc, err := o.TLS.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agents{Dir: dir, TLS: o.TLS, opts: o, httpc: httpc, nomadBin: nomadBin, consulBin: consulBin, ports: alloc}
 	t.Cleanup(func() { a.stop(t) })
 
 	// Consul.
 	cHTTP := port()
+	a.consulSerfLAN = port()
 	a.ConsulAddr = fmt.Sprintf("127.0.0.1:%d", cHTTP)
-	a.consul = command(consulBin, tmp, filepath.Join(dir, "consul.log"),
-		"agent", "-dev", "-client", "127.0.0.1", "-bind", "127.0.0.1",
-		"-http-port", strconv.Itoa(cHTTP), "-dns-port", strconv.Itoa(port()),
-		"-grpc-port", strconv.Itoa(port()), "-serf-lan-port", strconv.Itoa(port()),
+	httpArgs := []string{"-http-port", strconv.Itoa(cHTTP)}
+	if o.TLS != nil {
+		a.ConsulAddr = "https://" + a.ConsulAddr
+		httpArgs = []string{"-hcl", fmt.Sprintf("ports { http = -1\n https = %d }", cHTTP), "-hcl", o.TLS.consulHCL()}
+	}
+	args := []string{"agent", "-dev", "-client", "127.0.0.1", "-bind", "127.0.0.1"}
+	args = append(args, httpArgs...)
+	args = append(args, "-dns-port", strconv.Itoa(port()),
+		"-grpc-port", strconv.Itoa(port()), "-serf-lan-port", strconv.Itoa(a.consulSerfLAN),
 		"-serf-wan-port", strconv.Itoa(port()), "-server-port", strconv.Itoa(port()),
 		"-hcl", "disable_update_check = true",
 		// -dev listens for gRPC with TLS on the fixed port 8503; two
@@ -155,6 +208,7 @@ func Start(t testing.TB) *Agents {
 		// started would show the stale reason. berth's agents set it too.
 		"-hcl", `check_update_interval = "`+CheckUpdateInterval+`"`,
 	)
+	a.consul = command(consulBin, tmp, filepath.Join(dir, "consul.log"), args...)
 	if err := start(a.consul); err != nil {
 		t.Fatalf("nomadtest: start consul: %v", err)
 	}
@@ -165,28 +219,52 @@ func Start(t testing.TB) *Agents {
 	}
 
 	// Nomad.
-	nHTTP, nRPC, nSerf := port(), port(), port()
+	nHTTP, nSerf := port(), port()
+	a.nomadRPC = port()
 	a.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", nHTTP)
+	if o.TLS != nil {
+		a.NomadAddr = fmt.Sprintf("https://127.0.0.1:%d", nHTTP)
+	}
 	cfg := filepath.Join(dir, "nomad-dev.hcl")
-	if err := os.WriteFile(cfg, []byte(nomadConfig(nHTTP, nRPC, nSerf, a.ConsulAddr)), 0o644); err != nil {
+	hcl := nomadConfig(nHTTP, a.nomadRPC, nSerf, a.ConsulAddr, devMinPort, devMaxPort, o.TLS)
+	if o.FastNodeLoss {
+		// The server marks a node down when it has not heard from it for
+		// a TTL (min_heartbeat_ttl to twice that) plus the grace. A node
+		// heartbeats once per TTL, so the grace is the slack it gets.
+		hcl += "\nserver {\n  min_heartbeat_ttl = \"2s\"\n  heartbeat_grace   = \"3s\"\n}\n"
+	}
+	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a.nomad = command(nomadBin, tmp, filepath.Join(dir, "nomad.log"), "agent", "-dev", "-config", cfg)
 	if err := start(a.nomad); err != nil {
 		t.Fatalf("nomadtest: start nomad: %v", err)
 	}
-	if err := a.waitNomad(ctx); err != nil {
+	node, err := a.waitNode(ctx, a.nomad, "")
+	if err != nil {
 		t.Fatalf("nomadtest: nomad at %s not ready: %v\n%s", a.NomadAddr, err, a.logTail("nomad.log"))
 	}
+	a.NodeName, a.NodeID = node.Name, node.ID
 	t.Logf("nomadtest: nomad %s, consul %s, node %s, logs in %s", a.NomadAddr, a.ConsulAddr, a.NodeName, dir)
 	return a
 }
 
-// nomadConfig is the dev agent's configuration (see
-// scripts/README-nomad-consul.md): loopback only, Consul at consul, and the
-// docker plugin's garbage collection off, because other agents and tests
-// share the Docker engine and locally built images cannot be pulled back.
-func nomadConfig(http, rpc, serf int, consul string) string {
+// nomadConfig is a Nomad agent's configuration (see
+// scripts/README-nomad-consul.md): loopback only, Consul at consul, host
+// ports from minPort to maxPort, and the docker plugin's garbage
+// collection off, because other agents and tests share the Docker engine
+// (each agent would remove the others' containers as dangling) and locally
+// built images cannot be pulled back. With tls, the HTTP API is HTTPS and
+// Consul is reached over HTTPS.
+func nomadConfig(http, rpc, serf int, consul string, minPort, maxPort int, tls *TLS) string {
+	consulBlock := fmt.Sprintf("  address = %q\n", consul)
+	tlsBlock := ""
+	if tls != nil {
+		consulBlock = fmt.Sprintf("  address   = %q\n  ssl       = true\n  ca_file   = %q\n  cert_file = %q\n  key_file  = %q\n",
+			strings.TrimPrefix(consul, "https://"), tls.CAFile, tls.ClientCertFile, tls.ClientKeyFile)
+		tlsBlock = fmt.Sprintf("\ntls {\n  http      = true\n  ca_file   = %q\n  cert_file = %q\n  key_file  = %q\n}\n",
+			tls.CAFile, tls.CertFile, tls.KeyFile)
+	}
 	return fmt.Sprintf(`bind_addr = "127.0.0.1"
 disable_update_check = true
 log_level = "INFO"
@@ -205,11 +283,12 @@ ports {
 
 client {
   network_interface = "lo"
+  min_dynamic_port  = %d
+  max_dynamic_port  = %d
 }
 
 consul {
-  address = %q
-}
+%s}
 
 plugin "docker" {
   config {
@@ -221,7 +300,7 @@ plugin "docker" {
     }
   }
 }
-`, http, rpc, serf, consul)
+%s`, http, rpc, serf, minPort, maxPort, consulBlock, tlsBlock)
 }
 
 // command prepares an agent process: its output goes to logPath, its
@@ -262,26 +341,49 @@ outer:
 	return out
 }
 
-var httpc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-
-func getJSON(ctx context.Context, url string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// call sends a request to an agent's HTTP API with the harness's client
+// and decodes a JSON answer into out (when out is not nil).
+func (a *Agents) call(ctx context.Context, method, url string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return err
 	}
-	resp, err := httpc.Do(req)
+	resp, err := a.httpc.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(b))
 	}
-	return json.Unmarshal(body, out)
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+func (a *Agents) getJSON(ctx context.Context, url string, out any) error {
+	return a.call(ctx, http.MethodGet, url, nil, out)
+}
+
+// consulURL is the base URL of a Consul agent's HTTP API at addr.
+func consulURL(addr string) string {
+	if strings.Contains(addr, "://") {
+		return addr
+	}
+	return "http://" + addr
 }
 
 // poll calls f every 250 ms until it returns nil or ctx ends.
@@ -333,11 +435,16 @@ func zombie(pid int) bool {
 }
 
 func (a *Agents) waitConsul(ctx context.Context) error {
+	return a.waitConsulAt(ctx, a.consul, a.ConsulAddr)
+}
+
+// waitConsulAt waits until the Consul agent at addr knows a leader.
+func (a *Agents) waitConsulAt(ctx context.Context, cmd *exec.Cmd, addr string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	return poll(ctx, exited(ctx, a.consul), func() error {
+	return poll(ctx, exited(ctx, cmd), func() error {
 		var leader string
-		if err := getJSON(ctx, "http://"+a.ConsulAddr+"/v1/status/leader", &leader); err != nil {
+		if err := a.getJSON(ctx, consulURL(addr)+"/v1/status/leader", &leader); err != nil {
 			return err
 		}
 		if leader == "" {
@@ -347,26 +454,65 @@ func (a *Agents) waitConsul(ctx context.Context) error {
 	})
 }
 
-func (a *Agents) waitNomad(ctx context.Context) error {
+// nodeStub is what the harness reads of a Nomad node.
+type nodeStub struct {
+	ID, Name, Status, SchedulingEligibility string
+	Drivers                                 map[string]struct{ Detected, Healthy bool }
+}
+
+// waitNode waits until Nomad has a ready node with a healthy docker driver
+// (named name, or any when name is "") while cmd runs.
+func (a *Agents) waitNode(ctx context.Context, cmd *exec.Cmd, name string) (nodeStub, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	return poll(ctx, exited(ctx, a.nomad), func() error {
-		var nodes []struct {
-			Name    string
-			Status  string
-			Drivers map[string]struct{ Detected, Healthy bool }
-		}
-		if err := getJSON(ctx, a.NomadAddr+"/v1/nodes", &nodes); err != nil {
+	var found nodeStub
+	err := poll(ctx, exited(ctx, cmd), func() error {
+		var nodes []nodeStub
+		if err := a.getJSON(ctx, a.NomadAddr+"/v1/nodes", &nodes); err != nil {
 			return err
 		}
 		for _, n := range nodes {
-			if d := n.Drivers["docker"]; n.Status == "ready" && d.Detected && d.Healthy {
-				a.NodeName = n.Name
+			if d := n.Drivers["docker"]; (name == "" || n.Name == name) && n.Status == "ready" && d.Detected && d.Healthy {
+				found = n
 				return nil
 			}
 		}
-		return fmt.Errorf("no ready node with a healthy docker driver: %+v", nodes)
+		return fmt.Errorf("no ready node %q with a healthy docker driver: %+v", name, nodes)
 	})
+	return found, err
+}
+
+// NodeStatus is the status Nomad's servers give the node ("ready",
+// "down", ...).
+func (a *Agents) NodeStatus(ctx context.Context, nodeID string) (string, error) {
+	var n nodeStub
+	if err := a.getJSON(ctx, a.NomadAddr+"/v1/node/"+nodeID, &n); err != nil {
+		return "", err
+	}
+	return n.Status, nil
+}
+
+// SetEligible marks a node eligible or ineligible for new allocations
+// (what `nomad node eligibility -enable/-disable` does).
+func (a *Agents) SetEligible(ctx context.Context, nodeID string, eligible bool) error {
+	body := map[string]any{"NodeID": nodeID, "Eligibility": "ineligible"}
+	if eligible {
+		body["Eligibility"] = "eligible"
+	}
+	return a.call(ctx, http.MethodPost, a.NomadAddr+"/v1/node/"+nodeID+"/eligibility", body, nil)
+}
+
+// nodeAllocs lists the IDs of the allocations Nomad placed on a node.
+func (a *Agents) nodeAllocs(ctx context.Context, nodeID string) ([]string, error) {
+	var list []struct{ ID string }
+	if err := a.getJSON(ctx, a.NomadAddr+"/v1/node/"+nodeID+"/allocations", &list); err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(list))
+	for _, l := range list {
+		ids = append(ids, l.ID)
+	}
+	return ids, nil
 }
 
 // logTail is the end of an agent's log, for failure messages.
@@ -391,7 +537,7 @@ func (a *Agents) stop(t testing.TB) {
 	if a.nomad != nil && a.nomad.Process != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var list []struct{ ID string }
-		if err := getJSON(ctx, a.NomadAddr+"/v1/allocations", &list); err == nil {
+		if err := a.getJSON(ctx, a.NomadAddr+"/v1/allocations", &list); err == nil {
 			for _, l := range list {
 				allocs = append(allocs, l.ID)
 			}
@@ -449,6 +595,183 @@ func removeContainers(t testing.TB, allocs []string) {
 			if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
 				t.Logf("nomadtest: remove container %.12s: %v", c.ID, err)
 			}
+		}
+	}
+}
+
+// Client is an extra Nomad client agent: a second node of the dev agent's
+// cluster, a process of its own with its own data directory, ports, node
+// name and host port range, joining the dev server over RPC. It has a
+// Consul client agent of its own joining the dev Consul agent, as a real
+// node would: Nomad clients deregister the Nomad services they do not know
+// from their local Consul agent, so two clients sharing one Consul agent
+// would remove each other's services.
+type Client struct {
+	// NodeName and NodeID are the Nomad node's.
+	NodeName, NodeID string
+	// ConsulAddr is its Consul agent's HTTP API, "127.0.0.1:PORT".
+	ConsulAddr string
+	// Dir holds its config, logs, data and TMPDIR.
+	Dir string
+
+	a             *Agents
+	nomad, consul *exec.Cmd
+	killed        bool
+}
+
+// StartClient starts another Nomad client node (with its Consul agent),
+// waits until it is ready with a healthy docker driver, and removes it when
+// t's test ends: it is killed like a lost machine (see Kill), as a client
+// agent's SIGINT leaves its allocations running. It does not support TLS.
+func (a *Agents) StartClient(t testing.TB) *Client {
+	t.Helper()
+	if a.TLS != nil {
+		t.Fatal("nomadtest: StartClient does not support TLS agents")
+	}
+	if a.clients >= maxClients {
+		t.Fatalf("nomadtest: at most %d extra clients", maxClients)
+	}
+	a.clients++
+	n := a.clients
+	port := func() int {
+		addr, err := a.ports.Addr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, p, _ := net.SplitHostPort(addr)
+		v, _ := strconv.Atoi(p)
+		return v
+	}
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{
+		NodeName: fmt.Sprintf("berth-test-client%d-%s", n, filepath.Base(dir)),
+		Dir:      dir,
+		a:        a,
+	}
+	t.Cleanup(func() { c.cleanup(t) })
+
+	// Its Consul client agent.
+	cHTTP := port()
+	c.ConsulAddr = fmt.Sprintf("127.0.0.1:%d", cHTTP)
+	c.consul = command(a.consulBin, tmp, filepath.Join(dir, "consul.log"),
+		"agent", "-data-dir", filepath.Join(dir, "consul-data"), "-node", c.NodeName,
+		"-client", "127.0.0.1", "-bind", "127.0.0.1",
+		"-http-port", strconv.Itoa(cHTTP), "-dns-port", "-1", "-grpc-port", "-1",
+		"-serf-lan-port", strconv.Itoa(port()), "-serf-wan-port", strconv.Itoa(port()),
+		"-server-port", strconv.Itoa(port()),
+		"-retry-join", fmt.Sprintf("127.0.0.1:%d", a.consulSerfLAN), "-retry-interval", "1s",
+		"-hcl", "disable_update_check = true",
+		"-hcl", "ports { grpc_tls = -1 }",
+		"-hcl", `check_update_interval = "`+CheckUpdateInterval+`"`,
+	)
+	if err := start(c.consul); err != nil {
+		t.Fatalf("nomadtest: start consul client agent: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := a.waitConsulAt(ctx, c.consul, c.ConsulAddr); err != nil {
+		t.Fatalf("nomadtest: consul client agent at %s not ready: %v\n%s", c.ConsulAddr, err, c.logTail("consul.log"))
+	}
+
+	// Its Nomad client agent.
+	minPort := clientPortBase + (n-1)*clientPortSpan
+	hcl := nomadConfig(port(), port(), port(), c.ConsulAddr, minPort, minPort+clientPortSpan-1, nil) + fmt.Sprintf(`
+name     = %q
+data_dir = %q
+
+server {
+  enabled = false
+}
+
+client {
+  enabled       = true
+  servers       = ["127.0.0.1:%d"]
+  cgroup_parent = "berth-test-client%d.slice"
+}
+`, c.NodeName, filepath.Join(dir, "data"), a.nomadRPC, n)
+	cfg := filepath.Join(dir, "nomad-client.hcl")
+	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.nomad = command(a.nomadBin, tmp, filepath.Join(dir, "nomad.log"), "agent", "-config", cfg)
+	if err := start(c.nomad); err != nil {
+		t.Fatalf("nomadtest: start nomad client: %v", err)
+	}
+	node, err := a.waitNode(ctx, c.nomad, c.NodeName)
+	if err != nil {
+		t.Fatalf("nomadtest: nomad client %s not ready: %v\n%s", c.NodeName, err, c.logTail("nomad.log"))
+	}
+	c.NodeID = node.ID
+	t.Logf("nomadtest: client node %s (%.8s), consul agent %s, logs in %s", c.NodeName, c.NodeID, c.ConsulAddr, dir)
+	return c
+}
+
+// Kill makes the client's machine die: its Nomad and Consul agents (and
+// their plugin processes) get SIGKILL, and the containers of its
+// allocations are removed, without telling Nomad or Consul anything.
+// Nomad's servers then miss its heartbeats and mark it down.
+func (c *Client) Kill(t testing.TB) {
+	t.Helper()
+	if c.killed {
+		return
+	}
+	c.killed = true
+	for _, cmd := range []*exec.Cmd{c.nomad, c.consul} {
+		if cmd == nil || cmd.Process == nil {
+			continue
+		}
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if c.NodeID != "" {
+		allocs, err := c.a.nodeAllocs(ctx, c.NodeID)
+		if err != nil {
+			t.Logf("nomadtest: list the allocations of node %s: %v", c.NodeName, err)
+		}
+		removeContainers(t, allocs)
+	}
+	unmountUnder(t, c.Dir)
+}
+
+// cleanup kills the client (if the test did not) and shows its logs when
+// the test failed.
+func (c *Client) cleanup(t testing.TB) {
+	c.Kill(t)
+	if t.Failed() {
+		t.Logf("nomadtest: client %s's logs:\n%s\n%s", c.NodeName, c.logTail("nomad.log"), c.logTail("consul.log"))
+	}
+}
+
+func (c *Client) logTail(name string) string {
+	return (&Agents{Dir: c.Dir}).logTail(name)
+}
+
+// unmountUnder unmounts what a killed Nomad client left mounted in its
+// data directory (the tmpfs of allocations' secrets directories), so that
+// the test's temporary directory can be removed.
+func unmountUnder(t testing.TB, dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT ...
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	// Deepest first.
+	for i := len(points) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil {
+			t.Logf("nomadtest: unmount %s: %v", points[i], err)
 		}
 	}
 }
