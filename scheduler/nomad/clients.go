@@ -137,8 +137,13 @@ func notFound(err error) bool {
 }
 
 // nomadErr wraps an error of a Nomad call: scheduler.ErrUnavailable when
-// Nomad could not be reached, with its address and what was being done.
+// Nomad could not be reached, with its address and what was being done. A
+// failed TLS handshake is not unavailability (retrying does not help): its
+// error says what berth trusts and expects.
 func (r *Runtime) nomadErr(what string, err error) error {
+	if tlsFailure(err) {
+		return fmt.Errorf("nomad at %s: %s: %s: %w", r.cfg.NomadAddr, what, tlsHint(r.cfg.NomadAddr, r.cfg.NomadTLS), err)
+	}
 	if unreachable(err) {
 		return fmt.Errorf("%w: nomad at %s: %s: %w", scheduler.ErrUnavailable, r.cfg.NomadAddr, what, err)
 	}
@@ -147,6 +152,9 @@ func (r *Runtime) nomadErr(what string, err error) error {
 
 // consulErr is nomadErr for Consul.
 func (r *Runtime) consulErr(what string, err error) error {
+	if tlsFailure(err) {
+		return fmt.Errorf("consul at %s: %s: %s: %w", r.cfg.ConsulAddr, what, tlsHint(r.cfg.ConsulAddr, r.cfg.ConsulTLS), err)
+	}
 	if unreachable(err) {
 		return fmt.Errorf("%w: consul at %s: %s: %w", scheduler.ErrUnavailable, r.cfg.ConsulAddr, what, err)
 	}

@@ -32,18 +32,25 @@ import (
 // Config configures a Runtime.
 type Config struct {
 	// NomadAddr is the HTTP API of a Nomad agent (a server, or a client
-	// that forwards to the servers), default "http://127.0.0.1:4646"
-	// (host:port means http; https uses the system's roots).
+	// that forwards to the servers), default "http://127.0.0.1:4646".
+	// host:port means http, or https when NomadTLS sets anything.
 	NomadAddr string
 	// NomadToken is a Nomad ACL token ("" without ACLs). It needs
 	// submit-job, read-job, read-logs and alloc-exec in Namespace.
 	NomadToken string
+	// NomadTLS configures HTTPS to Nomad: to NomadAddr, and to client
+	// nodes, which berth reaches directly for logs and exec (falling back
+	// to the servers when that fails, e.g. because a client's certificate
+	// holds another name than NomadTLS.ServerName).
+	NomadTLS TLS
 	// ConsulAddr is the HTTP API of a Consul agent, default
-	// "127.0.0.1:8500" (host:port, or a URL with http:// or https://;
-	// https uses the system's roots).
+	// "127.0.0.1:8500" (host:port, or a URL with http:// or https://).
+	// host:port means http, or https when ConsulTLS sets anything.
 	ConsulAddr string
 	// ConsulToken is a Consul ACL token with service:read and node:read.
 	ConsulToken string
+	// ConsulTLS configures HTTPS to Consul.
+	ConsulTLS TLS
 	// Datacenters the jobs may run in (default ["dc1"]).
 	Datacenters []string
 	// Region of the jobs ("": the agent's region).
@@ -108,15 +115,27 @@ func New(cfg Config) (*Runtime, error) {
 	// Queries share a keep-alive transport; log streams and exec sessions
 	// are long requests with a transport of their own without keep-alives
 	// (Nomad's client clones it to reach client nodes directly).
+	ntls, err := cfg.NomadTLS.config("Nomad")
+	if err != nil {
+		return nil, fmt.Errorf("nomad runtime: %w", err)
+	}
+	ctls, err := cfg.ConsulTLS.config("Consul")
+	if err != nil {
+		return nil, fmt.Errorf("nomad runtime: %w", err)
+	}
 	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
 	pooled := &http.Transport{
 		Proxy:               nil,
 		DialContext:         dialer.DialContext,
+		TLSClientConfig:     ntls.Clone(),
+		TLSHandshakeTimeout: dialTimeout,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	single := &http.Transport{Proxy: nil, DialContext: dialer.DialContext, DisableKeepAlives: true}
-	cpooled := &http.Transport{Proxy: nil, DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}
+	single := &http.Transport{Proxy: nil, DialContext: dialer.DialContext, TLSClientConfig: ntls.Clone(),
+		TLSHandshakeTimeout: dialTimeout, DisableKeepAlives: true}
+	cpooled := &http.Transport{Proxy: nil, DialContext: dialer.DialContext, TLSClientConfig: ctls,
+		TLSHandshakeTimeout: dialTimeout, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}
 
 	nomadConfig := func(tr *http.Transport, timeout time.Duration) *api.Config {
 		return &api.Config{
@@ -161,15 +180,26 @@ func New(cfg Config) (*Runtime, error) {
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.NomadAddr == "" {
 		cfg.NomadAddr = defaultNomadAddr
+		if cfg.NomadTLS.set() {
+			cfg.NomadAddr = strings.Replace(defaultNomadAddr, "http://", "https://", 1)
+		}
 	}
-	if !strings.Contains(cfg.NomadAddr, "://") {
-		cfg.NomadAddr = "http://" + cfg.NomadAddr
+	addr, err := withScheme("Nomad", cfg.NomadAddr, cfg.NomadTLS)
+	if err != nil {
+		return cfg, fmt.Errorf("nomad runtime: %w", err)
 	}
+	cfg.NomadAddr = addr
 	if u, err := url.Parse(cfg.NomadAddr); err != nil || u.Host == "" {
 		return cfg, fmt.Errorf("nomad runtime: Nomad address %q is not host:port or a URL", cfg.NomadAddr)
 	}
 	if cfg.ConsulAddr == "" {
 		cfg.ConsulAddr = defaultConsulAddr
+	}
+	if cfg.ConsulTLS.set() {
+		// Consul's client reads the scheme from the address.
+		if cfg.ConsulAddr, err = withScheme("Consul", cfg.ConsulAddr, cfg.ConsulTLS); err != nil {
+			return cfg, fmt.Errorf("nomad runtime: %w", err)
+		}
 	}
 	if len(cfg.Datacenters) == 0 {
 		cfg.Datacenters = []string{"dc1"}
