@@ -64,6 +64,16 @@ func dumpLogs(t *testing.T, c *harness.Cluster) {
 		}
 		t.Logf("---- %s log (tail) ----\n%s", s.Name, b)
 	}
+	for _, r := range c.Routers() {
+		b, err := os.ReadFile(r.Log)
+		if err != nil {
+			continue
+		}
+		if len(b) > 10000 {
+			b = b[len(b)-10000:]
+		}
+		t.Logf("---- router %s log (tail) ----\n%s", r.Name, b)
+	}
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

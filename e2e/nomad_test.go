@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -66,7 +67,7 @@ func TestNomadRuntimeThroughTheServer(t *testing.T) {
 	requireDocker(t)
 	agents := nomadtest.Start(t)
 	c, err := harness.New(berthBin, t.TempDir(), 1, harness.Options{Builds: true, Stack: testStack, Runtime: "nomad",
-		Nomad: map[string]any{"addr": agents.NomadAddr, "consul_addr": agents.ConsulAddr}})
+		Nomad: map[string]any{"addr": agents.NomadAddr, "consul_addr": agents.ConsulAddr}, AppsDomain: "apps.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +82,15 @@ func TestNomadRuntimeThroughTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := c.Client(0)
+	// A router finds the nomad runtime's instances in Consul.
+	tok, err := cl.CreateToken(ctx, api.TokenCreateRequest{Name: "edge", Role: api.RoleRouter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := c.StartRouter("edge", 0, tok.Secret, "--consul-addr", agents.ConsulAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tags := buildTinyImages(t, "berth-e2e/nomad-"+strings.ToLower(filepath.Base(c.Dir)), 2)
 	if _, err := cl.CreateApp(ctx, "nomadapp"); err != nil {
 		t.Fatal(err)
@@ -103,7 +113,11 @@ func TestNomadRuntimeThroughTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitInstances(t, cl, "nomadapp", rel.Version, "web.1", "web.2")
-	// Blue-green to the second image, with new config.
+	waitRouted(t, rt.HTTPAddr, "nomadapp.apps.test", "first")
+	// Blue-green to the second image, with new config, under load through
+	// the router: no request may fail.
+	lctx, stopLoad := context.WithCancel(ctx)
+	res, waitLoad := keepAliveLoad(lctx, 50, rt.HTTPAddr, "nomadapp.apps.test")
 	if _, err := cl.UpdateConfig(ctx, "nomadapp", api.ConfigUpdateRequest{Set: map[string]string{"BODY": "second"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +128,14 @@ func TestNomadRuntimeThroughTheServer(t *testing.T) {
 	web = waitInstances(t, cl, "nomadapp", rel2.Version, "web.1", "web.2")
 	if body := get(t, web[0].Addr, "/"); body != "second" {
 		t.Fatalf("after the blue-green deploy web.1 answers %q", body)
+	}
+	waitDeploy(t, cl, "nomadapp", rel2.Version, "done")
+	waitRouted(t, rt.HTTPAddr, "nomadapp.apps.test", "second")
+	stopLoad()
+	waitLoad()
+	t.Logf("through the nomad blue-green deploy: %d requests ok, %d failed", res.ok.Load(), res.failed.Load())
+	if res.failed.Load() != 0 || res.ok.Load() == 0 {
+		t.Fatalf("%d requests failed during the deploy (%d ok): %v", res.failed.Load(), res.ok.Load(), res.errs)
 	}
 	deps, _, _ := cl.Deploys(ctx, "nomadapp", nil)
 	if len(deps) == 0 || deps[0].To != rel2.Version || deps[0].State != "done" {

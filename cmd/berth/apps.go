@@ -19,7 +19,9 @@ func appsCommand() *cli.Command {
 				Flags: []cli.Flag{&cli.StringFlag{Name: "deploy-branch", Usage: "branch whose pushes deploy (default: main or master)"}}, Action: appsCreate},
 			{Name: "update", Usage: "change an app's settings", ArgsUsage: "[NAME]",
 				Flags: []cli.Flag{appFlag(), &cli.StringFlag{Name: "deploy-branch", Usage: "branch whose pushes deploy (\"\" for main or master)"},
-					&cli.StringFlag{Name: "deploy-timeout", Usage: "how long new instances have to become healthy (e.g. 90s; \"\" for 60s)"}}, Action: appsUpdate},
+					&cli.StringFlag{Name: "deploy-timeout", Usage: "how long new instances have to become healthy (e.g. 90s; \"\" for 60s)"},
+					&cli.BoolFlag{Name: "force-https", Usage: "redirect plain-HTTP requests to https (--force-https=false to stop)"},
+					&cli.BoolFlag{Name: "hsts", Usage: "send Strict-Transport-Security on https answers (--hsts=false to stop)"}}, Action: appsUpdate},
 			{Name: "list", Usage: "list apps", Action: appsList},
 			{Name: "info", Usage: "show an app", ArgsUsage: "[NAME]", Flags: []cli.Flag{appFlag()}, Action: appsInfo},
 			{Name: "destroy", Usage: "destroy an app and its config", ArgsUsage: "NAME --confirm NAME",
@@ -114,7 +116,8 @@ func appsInfo(c *cli.Context) error {
 		}
 		fmt.Fprintf(w, "=== %s\n", app.Name)
 		for _, row := range [][2]string{{"Created:", app.CreatedAt.Local().Format("2006-01-02 15:04:05")}, {"Release:", release},
-			{"Config vars:", strconv.Itoa(len(cfg.Keys))}, {"Deploy branch:", branch}, {"Git remote:", orDash(app.GitRemote)}} {
+			{"Config vars:", strconv.Itoa(len(cfg.Keys))}, {"Deploy branch:", branch}, {"Git remote:", orDash(app.GitRemote)},
+			{"Web URL:", orDash(app.WebURL)}, {"HTTPS:", httpsMode(app)}} {
 			fmt.Fprintf(w, "%-15s %s\n", row[0], row[1])
 		}
 	})
@@ -158,8 +161,16 @@ func appsUpdate(c *cli.Context) error {
 		v := c.String("deploy-timeout")
 		req.DeployTimeout = &v
 	}
-	if req.DeployBranch == nil && req.DeployTimeout == nil {
-		return cli.Exit("nothing to change: give --deploy-branch or --deploy-timeout", 2)
+	if c.IsSet("force-https") {
+		v := c.Bool("force-https")
+		req.ForceHTTPS = &v
+	}
+	if c.IsSet("hsts") {
+		v := c.Bool("hsts")
+		req.HSTS = &v
+	}
+	if req.DeployBranch == nil && req.DeployTimeout == nil && req.ForceHTTPS == nil && req.HSTS == nil {
+		return cli.Exit("nothing to change: give --deploy-branch, --deploy-timeout, --force-https or --hsts", 2)
 	}
 	cl, err := newClient(c)
 	if err != nil {
@@ -170,4 +181,17 @@ func appsUpdate(c *cli.Context) error {
 		return err
 	}
 	return emit(c, app, func(w io.Writer) { fmt.Fprintf(w, "Updated %s\n", app.Name) })
+}
+
+// httpsMode describes an app's HTTPS settings.
+func httpsMode(app *api.App) string {
+	switch {
+	case app.ForceHTTPS && app.HSTS:
+		return "forced, HSTS"
+	case app.ForceHTTPS:
+		return "forced"
+	case app.HSTS:
+		return "optional, HSTS"
+	}
+	return "optional"
 }

@@ -77,6 +77,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			restartCommand(),
 			deploysCommand(),
 			checksCommand(),
+			domainsCommand(),
+			routerCommand(),
 			loginCommand(),
 			logoutCommand(),
 		},

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/berthpaas/berth/cluster/server"
+	consul "github.com/hashicorp/consul/api"
 	"github.com/urfave/cli/v2"
 )
 
@@ -44,11 +46,27 @@ Add a server to a running cluster with --join and an admin --join-token.`,
 			&cli.StringFlag{Name: "stack", Usage: "base image of buildpack builds (default debian:bookworm)"},
 			&cli.StringSliceFlag{Name: "build-ca-file", Usage: "extra PEM CA certificate that builds trust (repeatable)"},
 			&cli.BoolFlag{Name: "no-builds", Usage: "run without builds, registry and git endpoint"},
+			&cli.StringFlag{Name: "apps-domain", Usage: "apps answer on APP.<apps-domain> (--dev default: localhost)"},
+			&cli.StringFlag{Name: "apps-url", Usage: "scheme and port users reach routers on, for web URLs (default http://, --dev http://:8080)"},
+			&cli.StringFlag{Name: "router-http", Usage: "run a router in this server on this address (--dev default 127.0.0.1:8080)"},
+			&cli.StringFlag{Name: "router-https", Usage: "HTTPS address of the router in this server (--dev default 127.0.0.1:8443, internal CA)"},
+			&cli.StringFlag{Name: "router-token", Usage: "token of the router in this server (default: --dev's root token)", EnvVars: []string{"BERTH_ROUTER_TOKEN"}},
+			&cli.BoolFlag{Name: "no-router", Usage: "do not run a router in this server (--dev runs one)"},
 			&cli.StringFlag{Name: "runtime", Usage: "what runs releases: docker (default with a Docker engine), nomad or none"},
 			&cli.StringFlag{Name: "nomad-addr", Usage: "Nomad API address (nomad runtime)", EnvVars: []string{"NOMAD_ADDR"}},
 			&cli.StringFlag{Name: "nomad-token", Usage: "Nomad ACL token", EnvVars: []string{"NOMAD_TOKEN"}},
 			&cli.StringFlag{Name: "consul-addr", Usage: "Consul HTTP address (nomad runtime)", EnvVars: []string{"CONSUL_HTTP_ADDR"}},
 			&cli.StringFlag{Name: "consul-token", Usage: "Consul ACL token", EnvVars: []string{"CONSUL_HTTP_TOKEN"}},
+			&cli.StringFlag{Name: "nomad-ca-cert", Usage: "PEM CA file Nomad's certificate must chain to; any TLS option makes a host:port --nomad-addr https (default $NOMAD_CACERT)"},
+			&cli.StringFlag{Name: "nomad-client-cert", Usage: "PEM client certificate berth presents to Nomad (default $NOMAD_CLIENT_CERT)"},
+			&cli.StringFlag{Name: "nomad-client-key", Usage: "PEM key of --nomad-client-cert (default $NOMAD_CLIENT_KEY)"},
+			&cli.StringFlag{Name: "nomad-tls-server-name", Usage: "name Nomad's certificate must hold, e.g. server.global.nomad (default $NOMAD_TLS_SERVER_NAME)"},
+			&cli.BoolFlag{Name: "nomad-skip-verify", Usage: "accept any certificate from Nomad, for trials only (default $NOMAD_SKIP_VERIFY)"},
+			&cli.StringFlag{Name: "consul-ca-cert", Usage: "PEM CA file Consul's certificate must chain to; any TLS option makes a host:port --consul-addr https (default $CONSUL_CACERT)"},
+			&cli.StringFlag{Name: "consul-client-cert", Usage: "PEM client certificate berth presents to Consul (default $CONSUL_CLIENT_CERT)"},
+			&cli.StringFlag{Name: "consul-client-key", Usage: "PEM key of --consul-client-cert (default $CONSUL_CLIENT_KEY)"},
+			&cli.StringFlag{Name: "consul-tls-server-name", Usage: "name Consul's certificate must hold, e.g. server.dc1.consul (default $CONSUL_TLS_SERVER_NAME)"},
+			&cli.BoolFlag{Name: "consul-skip-verify", Usage: "accept any certificate from Consul, for trials only (default: CONSUL_HTTP_SSL_VERIFY=false)"},
 			&cli.StringFlag{Name: "join-token", Usage: "admin token to join a cluster that is already bootstrapped", EnvVars: []string{"BERTH_JOIN_TOKEN"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "log-json", Usage: "log in JSON"},
@@ -80,11 +98,52 @@ func runServer(c *cli.Context) error {
 	str("git-advertise", &cfg.GitAdvertise)
 	str("registry-bind", &cfg.RegistryBind)
 	str("stack", &cfg.Build.Stack)
+	str("apps-domain", &cfg.AppsDomain)
+	str("apps-url", &cfg.AppsURL)
 	str("runtime", &cfg.Runtime)
 	str("nomad-addr", &cfg.Nomad.Addr)
 	str("nomad-token", &cfg.Nomad.Token)
 	str("consul-addr", &cfg.Nomad.ConsulAddr)
 	str("consul-token", &cfg.Nomad.ConsulToken)
+	str("nomad-ca-cert", &cfg.Nomad.CACert)
+	str("nomad-client-cert", &cfg.Nomad.ClientCert)
+	str("nomad-client-key", &cfg.Nomad.ClientKey)
+	str("nomad-tls-server-name", &cfg.Nomad.TLSServerName)
+	str("consul-ca-cert", &cfg.Nomad.ConsulCACert)
+	str("consul-client-cert", &cfg.Nomad.ConsulClientCert)
+	str("consul-client-key", &cfg.Nomad.ConsulClientKey)
+	str("consul-tls-server-name", &cfg.Nomad.ConsulTLSServerName)
+	if c.IsSet("nomad-skip-verify") {
+		cfg.Nomad.SkipVerify = c.Bool("nomad-skip-verify")
+	}
+	if c.IsSet("consul-skip-verify") {
+		cfg.Nomad.ConsulSkipVerify = c.Bool("consul-skip-verify")
+	}
+	// TLS settings that neither a flag nor the config file gives default
+	// to the variables Nomad's and Consul's own CLIs read, so a server
+	// started where `nomad` and `consul` work reaches the same agents.
+	// (Unlike --nomad-addr's NOMAD_ADDR, they never override the file.)
+	envDefault := func(dst *string, name string) {
+		if *dst == "" {
+			*dst = os.Getenv(name)
+		}
+	}
+	envDefault(&cfg.Nomad.CACert, "NOMAD_CACERT")
+	envDefault(&cfg.Nomad.ClientCert, "NOMAD_CLIENT_CERT")
+	envDefault(&cfg.Nomad.ClientKey, "NOMAD_CLIENT_KEY")
+	envDefault(&cfg.Nomad.TLSServerName, "NOMAD_TLS_SERVER_NAME")
+	envDefault(&cfg.Nomad.ConsulCACert, "CONSUL_CACERT")
+	envDefault(&cfg.Nomad.ConsulClientCert, "CONSUL_CLIENT_CERT")
+	envDefault(&cfg.Nomad.ConsulClientKey, "CONSUL_CLIENT_KEY")
+	envDefault(&cfg.Nomad.ConsulTLSServerName, "CONSUL_TLS_SERVER_NAME")
+	switch strings.ToLower(os.Getenv("NOMAD_SKIP_VERIFY")) {
+	case "1", "t", "true":
+		cfg.Nomad.SkipVerify = cfg.Nomad.SkipVerify || !c.IsSet("nomad-skip-verify")
+	}
+	switch strings.ToLower(os.Getenv("CONSUL_HTTP_SSL_VERIFY")) {
+	case "0", "f", "false":
+		cfg.Nomad.ConsulSkipVerify = cfg.Nomad.ConsulSkipVerify || !c.IsSet("consul-skip-verify")
+	}
 	if c.IsSet("build-ca-file") {
 		cfg.Build.CAFiles = c.StringSlice("build-ca-file")
 	}
@@ -99,6 +158,10 @@ func runServer(c *cli.Context) error {
 	}
 	if c.Bool("dev") {
 		cfg.Dev = true
+	}
+	if cfg.Dev && cfg.AppsURL == "" && c.IsSet("router-http") {
+		// Web URLs name the dev router's port.
+		cfg.AppsURL = "http://" + portOf(c.String("router-http"))
 	}
 	if cfg.Dev && cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "berth-dev-")
@@ -144,6 +207,11 @@ func runServer(c *cli.Context) error {
 	} else {
 		log.Info("server started", "api", srv.APIAddr(), "raft", eff.RaftAdvertise, "bootstrap_expect", eff.BootstrapExpect, "join", eff.Join)
 	}
+	if stop, err := embeddedRouter(c, srv, log); err != nil {
+		return err
+	} else if stop != nil {
+		defer stop()
+	}
 	select {
 	case <-c.Context.Done():
 		log.Info("shutting down")
@@ -163,4 +231,67 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
+}
+
+// embeddedRouter starts the router that runs inside this server: always
+// in --dev (on 127.0.0.1:8080 unless --router-http or --no-router say
+// otherwise), elsewhere only with --router-http and --router-token.
+func embeddedRouter(c *cli.Context, srv *server.Server, log *slog.Logger) (func(), error) {
+	eff := srv.Config()
+	addr := c.String("router-http")
+	if c.Bool("no-router") || (addr == "" && !eff.Dev) {
+		return nil, nil
+	}
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	token := c.String("router-token")
+	if token == "" && eff.Dev {
+		tok, _, err := srv.DevRootToken(c.Context)
+		if err != nil {
+			return nil, err
+		}
+		token = tok
+	}
+	if token == "" {
+		return nil, cli.Exit("--router-http needs --router-token (berth tokens create --role router NAME)", 2)
+	}
+	setup := routerSetup{Addr: srv.APIAddr(), Token: token, HTTP: addr, Name: eff.Name,
+		DataDir: filepath.Join(eff.DataDir, "router"), Logger: log, HTTPS: c.String("router-https")}
+	if eff.Dev {
+		// Dev certificates come from the cluster's internal CA.
+		setup.InternalCA = true
+		if setup.HTTPS == "" {
+			setup.HTTPS = "127.0.0.1:8443"
+		}
+	}
+	if eff.Runtime == "nomad" {
+		cfg := consul.DefaultConfig()
+		if eff.Nomad.ConsulAddr != "" {
+			cfg.Address = eff.Nomad.ConsulAddr
+		}
+		cfg.Token = eff.Nomad.ConsulToken
+		cl, err := consul.NewClient(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("router: consul: %w", err)
+		}
+		setup.Consul = cl
+	}
+	stop, err := startRouter(c.Context, setup)
+	if err != nil {
+		return nil, fmt.Errorf("%w (use --router-http to move the dev router, or --no-router)", err)
+	}
+	if eff.Dev {
+		fmt.Fprintf(c.App.Writer, "  router:     http://%s and https://%s (apps answer on http://APP.%s%s/)\n", addr, setup.HTTPS, eff.AppsDomain, portOf(addr))
+	}
+	return stop, nil
+}
+
+// portOf returns ":PORT" of a listen address, or "" for port 80.
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "80" {
+		return ""
+	}
+	return ":" + port
 }

@@ -56,6 +56,8 @@ type Options struct {
 	Raft map[string]any
 	// LogDir receives each server's log; default: the server's data dir.
 	LogDir string
+	// AppsDomain gives apps the host APP.<AppsDomain> on routers.
+	AppsDomain string
 }
 
 // FastRaft are short timings for tests on loopback.
@@ -92,6 +94,7 @@ func (s *Server) Running() bool {
 
 // Cluster is a set of server processes.
 type Cluster struct {
+	routers   []*Router
 	Bin       string
 	Dir       string
 	Opts      Options
@@ -201,6 +204,9 @@ func (c *Cluster) StartServer(i, expect int, joinToken string) error {
 	if c.Opts.Runtime != "" {
 		cfg["runtime"], cfg["runtime_cluster"] = c.Opts.Runtime, c.RuntimeCluster()
 	}
+	if c.Opts.AppsDomain != "" {
+		cfg["apps_domain"] = c.Opts.AppsDomain
+	}
 	b, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(s.DataDir, "config.json")
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
@@ -278,8 +284,11 @@ func (c *Cluster) Restart(i int) error { return c.StartServer(i, 0, "") }
 // RuntimeCluster is the label value of this cluster's containers.
 func (c *Cluster) RuntimeCluster() string { return "e2e-" + filepath.Base(c.Dir) }
 
-// Close kills every server and removes the cluster's containers.
+// Close kills every router and server and removes the cluster's containers.
 func (c *Cluster) Close() {
+	for _, r := range c.routers {
+		r.Kill()
+	}
 	for i := range c.Servers {
 		c.Kill(i)
 	}
