@@ -55,7 +55,11 @@ func (s *Server) startRuntime(ctx context.Context) (scheduler.Runtime, error) {
 	case "nomad":
 		n := s.cfg.Nomad
 		rt, err := nomadrt.New(nomadrt.Config{NomadAddr: n.Addr, NomadToken: n.Token, ConsulAddr: n.ConsulAddr, ConsulToken: n.ConsulToken,
-			Datacenters: n.Datacenters, Region: n.Region, StopDrain: time.Duration(s.cfg.Drain), Logger: s.log.With("component", "runtime")})
+			Datacenters: n.Datacenters, Region: n.Region, StopDrain: time.Duration(s.cfg.Drain), Logger: s.log.With("component", "runtime"),
+			NomadTLS: nomadrt.TLS{CACert: n.CACert, ClientCert: n.ClientCert, ClientKey: n.ClientKey,
+				ServerName: n.TLSServerName, InsecureSkipVerify: n.SkipVerify},
+			ConsulTLS: nomadrt.TLS{CACert: n.ConsulCACert, ClientCert: n.ConsulClientCert, ClientKey: n.ConsulClientKey,
+				ServerName: n.ConsulTLSServerName, InsecureSkipVerify: n.ConsulSkipVerify}})
 		if err != nil {
 			return nil, err
 		}

@@ -100,6 +100,22 @@ type NomadConfig struct {
 	ConsulToken string   `json:"consul_token,omitempty"`
 	Datacenters []string `json:"datacenters,omitempty"` // default ["dc1"]
 	Region      string   `json:"region,omitempty"`
+	// TLS to Nomad (PEM files; any of them makes a host:port Addr https).
+	// The CLI fills what is empty here from NOMAD_CACERT,
+	// NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY, NOMAD_TLS_SERVER_NAME and
+	// NOMAD_SKIP_VERIFY.
+	CACert        string `json:"ca_cert,omitempty"`
+	ClientCert    string `json:"client_cert,omitempty"`
+	ClientKey     string `json:"client_key,omitempty"`
+	TLSServerName string `json:"tls_server_name,omitempty"`
+	SkipVerify    bool   `json:"skip_verify,omitempty"`
+	// TLS to Consul, the same way (CONSUL_CACERT, CONSUL_CLIENT_CERT,
+	// CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME; CONSUL_HTTP_SSL_VERIFY=false).
+	ConsulCACert        string `json:"consul_ca_cert,omitempty"`
+	ConsulClientCert    string `json:"consul_client_cert,omitempty"`
+	ConsulClientKey     string `json:"consul_client_key,omitempty"`
+	ConsulTLSServerName string `json:"consul_tls_server_name,omitempty"`
+	ConsulSkipVerify    bool   `json:"consul_skip_verify,omitempty"`
 }
 
 // BuildConfig tunes builds on this server.

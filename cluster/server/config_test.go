@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +71,40 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		}
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", b.c, err, b.want)
+		}
+	}
+}
+
+// TestConfigNomadTLS: the nomad section takes the TLS files of Nomad and
+// Consul, and a server with a TLS file that cannot be read fails to start
+// its runtime with an error naming the file.
+func TestConfigNomadTLS(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.json")
+	body := `{"runtime":"nomad","nomad":{"addr":"nomad.internal:4646","ca_cert":"/etc/nomad/ca.pem",
+		"client_cert":"/etc/nomad/cli.pem","client_key":"/etc/nomad/cli-key.pem","tls_server_name":"server.global.nomad",
+		"consul_ca_cert":"/etc/consul/ca.pem","consul_client_cert":"/etc/consul/c.pem","consul_client_key":"/etc/consul/k.pem",
+		"consul_tls_server_name":"server.dc1.consul","consul_skip_verify":true}}`
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var c Config
+	if err := c.LoadFile(p); err != nil {
+		t.Fatal(err)
+	}
+	want := NomadConfig{Addr: "nomad.internal:4646", CACert: "/etc/nomad/ca.pem", ClientCert: "/etc/nomad/cli.pem",
+		ClientKey: "/etc/nomad/cli-key.pem", TLSServerName: "server.global.nomad",
+		ConsulCACert: "/etc/consul/ca.pem", ConsulClientCert: "/etc/consul/c.pem", ConsulClientKey: "/etc/consul/k.pem",
+		ConsulTLSServerName: "server.dc1.consul", ConsulSkipVerify: true}
+	if !reflect.DeepEqual(c.Nomad, want) {
+		t.Fatalf("nomad config %+v, want %+v", c.Nomad, want)
+	}
+
+	missing := filepath.Join(dir, "missing-ca.pem")
+	for _, n := range []NomadConfig{{CACert: missing}, {ConsulCACert: missing}} {
+		s := &Server{cfg: Config{Runtime: "nomad", Nomad: n}, log: slog.New(slog.DiscardHandler)}
+		if _, err := s.startRuntime(context.Background()); err == nil || !strings.Contains(err.Error(), missing) {
+			t.Errorf("startRuntime with %+v: %v, want an error naming %s", n, err, missing)
 		}
 	}
 }
