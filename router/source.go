@@ -20,8 +20,9 @@ import (
 // keep the slice. Watch may be called again after it returns, and by more
 // than one router at once.
 //
-// The control-plane source (blocking queries on /v1) lives with the agent;
-// StaticSource and FileSource serve tests, benchmarks and JSON-only configs.
+// ControlPlaneSource (blocking queries on /v1, Consul health for nomad
+// apps) is the Source of real routers; StaticSource and FileSource serve
+// tests, benchmarks and JSON-only configs.
 type Source interface {
 	Watch(ctx context.Context, fn func([]Route)) error
 }
