@@ -23,10 +23,10 @@ import (
 // the table's index back to the control plane, so the deployer knows when
 // every router serves a cutover.
 type ControlPlaneSource struct {
-	// Client reaches the control plane with a token allowed to route
-	// traffic (role router or admin). It should have no overall timeout:
-	// blocking queries last up to WaitTime.
-	Client *api.Client
+	// Servers reach the control plane with a token allowed to route
+	// traffic (role router or admin). Their clients should have no overall
+	// timeout: blocking queries last up to WaitTime.
+	Servers *Servers
 	// Consul answers health queries for nomad apps; nil: such apps have no
 	// upstreams (and a warning is logged).
 	Consul *consul.Client
@@ -53,8 +53,8 @@ type serviceAnswer struct {
 
 // Watch implements Source.
 func (s *ControlPlaneSource) Watch(ctx context.Context, fn func([]Route)) error {
-	if s.Client == nil {
-		return errors.New("control-plane source: no client")
+	if s.Servers == nil {
+		return errors.New("control-plane source: no servers")
 	}
 	log := s.Logger
 	if log == nil {
@@ -202,9 +202,15 @@ func (s *ControlPlaneSource) pollRoutes(ctx context.Context, out chan<- *api.Rou
 	}
 	var index uint64
 	for {
-		t, meta, err := s.Client.Routes(ctx, &api.QueryOptions{Stale: true, WaitIndex: index, WaitTime: wait})
+		var t *api.RouteTable
+		var meta *api.QueryMeta
+		err := s.Servers.Do(ctx, func(c *api.Client) error {
+			var err error
+			t, meta, err = c.Routes(ctx, &api.QueryOptions{Stale: true, WaitIndex: index, WaitTime: wait})
+			return err
+		})
 		if err != nil {
-			return fmt.Errorf("read routes from %s: %w", s.Client.Addr(), err)
+			return fmt.Errorf("read routes from %v: %w", s.Servers.Addrs(), err)
 		}
 		if meta.LastIndex < index {
 			index = 0 // the server's state went back (restored snapshot): start over
@@ -290,7 +296,9 @@ func (s *ControlPlaneSource) report(ctx context.Context, applied <-chan uint64, 
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := s.Client.ReportRouter(rctx, s.ID, api.RouterReport{Name: s.Name, Applied: last})
+		err := s.Servers.Do(rctx, func(c *api.Client) error {
+			return c.ReportRouter(rctx, s.ID, api.RouterReport{Name: s.Name, Applied: last})
+		})
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			log.Warn("berth router: report to the control plane failed", "err", err)

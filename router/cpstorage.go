@@ -20,7 +20,7 @@ import (
 // sealed with the cluster keyring on the servers; the API needs a token
 // allowed to route traffic.
 type ControlPlaneStorage struct {
-	Client *api.Client
+	Servers *Servers
 	// Owner names this router's locks; unique per router process.
 	Owner string
 	// LockTTL is how long a lock outlives a router that died holding it
@@ -39,6 +39,11 @@ var (
 	_ certmagic.LockLeaseRenewer = (*ControlPlaneStorage)(nil)
 )
 
+// do runs f against the control plane.
+func (s *ControlPlaneStorage) do(ctx context.Context, f func(*api.Client) error) error {
+	return s.Servers.Do(ctx, f)
+}
+
 func (s *ControlPlaneStorage) ttl() time.Duration {
 	if s.LockTTL > 0 {
 		return s.LockTTL
@@ -48,12 +53,12 @@ func (s *ControlPlaneStorage) ttl() time.Duration {
 
 // Store implements certmagic.Storage.
 func (s *ControlPlaneStorage) Store(ctx context.Context, key string, value []byte) error {
-	return s.Client.CertPut(ctx, key, value)
+	return s.do(ctx, func(c *api.Client) error { return c.CertPut(ctx, key, value) })
 }
 
 // Load implements certmagic.Storage; a missing key is fs.ErrNotExist.
 func (s *ControlPlaneStorage) Load(ctx context.Context, key string) ([]byte, error) {
-	e, err := s.Client.CertGet(ctx, key)
+	e, err := s.get(ctx, key)
 	if api.IsCode(err, api.CodeNotFound) {
 		return nil, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
 	}
@@ -66,7 +71,7 @@ func (s *ControlPlaneStorage) Load(ctx context.Context, key string) ([]byte, err
 // Delete implements certmagic.Storage: key and everything under it; a
 // missing key is not an error.
 func (s *ControlPlaneStorage) Delete(ctx context.Context, key string) error {
-	err := s.Client.CertDelete(ctx, key)
+	err := s.do(ctx, func(c *api.Client) error { return c.CertDelete(ctx, key) })
 	if api.IsCode(err, api.CodeNotFound) {
 		return nil
 	}
@@ -86,7 +91,7 @@ func (s *ControlPlaneStorage) List(ctx context.Context, path string, recursive b
 	if path == "" {
 		prefix = ""
 	}
-	entries, err := s.Client.CertList(ctx, prefix)
+	entries, err := s.list(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -113,14 +118,14 @@ func (s *ControlPlaneStorage) List(ctx context.Context, path string, recursive b
 
 // Stat implements certmagic.Storage.
 func (s *ControlPlaneStorage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
-	e, err := s.Client.CertGet(ctx, key)
+	e, err := s.get(ctx, key)
 	if err == nil {
 		return certmagic.KeyInfo{Key: key, Modified: e.Modified, Size: int64(e.Size), IsTerminal: true}, nil
 	}
 	if !api.IsCode(err, api.CodeNotFound) {
 		return certmagic.KeyInfo{}, err
 	}
-	entries, err := s.Client.CertList(ctx, strings.TrimSuffix(key, "/")+"/")
+	entries, err := s.list(ctx, strings.TrimSuffix(key, "/")+"/")
 	if err != nil {
 		return certmagic.KeyInfo{}, err
 	}
@@ -132,7 +137,7 @@ func (s *ControlPlaneStorage) Stat(ctx context.Context, key string) (certmagic.K
 
 // TryLock implements certmagic.TryLocker.
 func (s *ControlPlaneStorage) TryLock(ctx context.Context, name string) (bool, error) {
-	err := s.Client.CertLock(ctx, name, s.Owner, s.ttl())
+	err := s.lock(ctx, name, s.ttl())
 	if api.IsCode(err, api.CodeConflict) {
 		return false, nil
 	}
@@ -171,12 +176,12 @@ func (s *ControlPlaneStorage) Unlock(ctx context.Context, name string) error {
 		delete(s.renewal, name)
 	}
 	s.mu.Unlock()
-	return s.Client.CertUnlock(ctx, name, s.Owner)
+	return s.do(ctx, func(c *api.Client) error { return c.CertUnlock(ctx, name, s.Owner) })
 }
 
 // RenewLockLease implements certmagic.LockLeaseRenewer.
 func (s *ControlPlaneStorage) RenewLockLease(ctx context.Context, name string, lease time.Duration) error {
-	err := s.Client.CertLock(ctx, name, s.Owner, max(lease, time.Second))
+	err := s.lock(ctx, name, max(lease, time.Second))
 	if api.IsCode(err, api.CodeConflict) {
 		return errors.Join(fmt.Errorf("lock %s was taken over by another router", name), err)
 	}
@@ -204,9 +209,33 @@ func (s *ControlPlaneStorage) keepRenewed(name string) {
 				return
 			case <-t.C:
 				rctx, c := context.WithTimeout(ctx, 10*time.Second)
-				_ = s.Client.CertLock(rctx, name, s.Owner, s.ttl())
+				_ = s.lock(rctx, name, s.ttl())
 				c()
 			}
 		}
 	}()
+}
+
+func (s *ControlPlaneStorage) get(ctx context.Context, key string) (*api.CertEntry, error) {
+	var e *api.CertEntry
+	err := s.do(ctx, func(c *api.Client) error {
+		var err error
+		e, err = c.CertGet(ctx, key)
+		return err
+	})
+	return e, err
+}
+
+func (s *ControlPlaneStorage) list(ctx context.Context, prefix string) ([]api.CertEntry, error) {
+	var out []api.CertEntry
+	err := s.do(ctx, func(c *api.Client) error {
+		var err error
+		out, err = c.CertList(ctx, prefix)
+		return err
+	})
+	return out, err
+}
+
+func (s *ControlPlaneStorage) lock(ctx context.Context, name string, ttl time.Duration) error {
+	return s.do(ctx, func(c *api.Client) error { return c.CertLock(ctx, name, s.Owner, ttl) })
 }

@@ -19,7 +19,7 @@ import (
 // them every Interval; when the control plane is away the oldest lines are
 // dropped (a warning says how many).
 type LogShipper struct {
-	Client   *api.Client
+	Servers  *Servers
 	Router   string
 	Interval time.Duration // default 1 s
 	MaxLines int           // buffered lines kept at most, default 10,000
@@ -103,7 +103,9 @@ func (s *LogShipper) Run(ctx context.Context) {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := s.Client.ShipRouterLogs(sctx, api.RouterLogsRequest{Router: s.Router, Lines: lines})
+		err := s.Servers.Do(sctx, func(c *api.Client) error {
+			return c.ShipRouterLogs(sctx, api.RouterLogsRequest{Router: s.Router, Lines: lines})
+		})
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil && s.Logger != nil {

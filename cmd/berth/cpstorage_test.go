@@ -66,8 +66,8 @@ func TestControlPlaneStorage(t *testing.T) {
 	cl := devServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a := &router.ControlPlaneStorage{Client: cl, Owner: "router-a", LockTTL: 3 * time.Second, LockPoll: 50 * time.Millisecond}
-	b := &router.ControlPlaneStorage{Client: cl, Owner: "router-b", LockTTL: 3 * time.Second, LockPoll: 50 * time.Millisecond}
+	a := &router.ControlPlaneStorage{Servers: router.NewServers(cl), Owner: "router-a", LockTTL: 3 * time.Second, LockPoll: 50 * time.Millisecond}
+	b := &router.ControlPlaneStorage{Servers: router.NewServers(cl), Owner: "router-b", LockTTL: 3 * time.Second, LockPoll: 50 * time.Millisecond}
 
 	if _, err := a.Load(ctx, "certificates/x/x.crt"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("load of a missing key: %v, want fs.ErrNotExist", err)
@@ -151,7 +151,7 @@ func TestControlPlaneStorage(t *testing.T) {
 		t.Fatalf("TryLock of a held lock: %v %v", ok, err)
 	}
 	// A router that dies holding a lock: its lease expires.
-	dead := &router.ControlPlaneStorage{Client: cl, Owner: "router-dead", LockTTL: time.Second}
+	dead := &router.ControlPlaneStorage{Servers: router.NewServers(cl), Owner: "router-dead", LockTTL: time.Second}
 	if err := cl.CertLock(ctx, "issue_cert_dead.com", dead.Owner, time.Second); err != nil {
 		t.Fatal(err)
 	}

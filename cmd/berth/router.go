@@ -35,7 +35,7 @@ passing checks only). The last route table is kept in --data-dir, so the
 router keeps serving, and starts, while the control plane is down.
 'berth server --dev' runs a router of its own on 127.0.0.1:8080.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "server", Usage: "a berth server's API address (default: --addr, BERTH_ADDR)"},
+			&cli.StringSliceFlag{Name: "server", Usage: "a berth server's API address; repeat for every server, so the router follows the cluster while any is up (default: --addr, BERTH_ADDR)"},
 			&cli.StringFlag{Name: "http", Value: ":80", Usage: "plain-HTTP listen address"},
 			&cli.StringFlag{Name: "https", Usage: "HTTPS listen address, e.g. :443 (default: none); certificates on demand for registered domains"},
 			&cli.StringFlag{Name: "acme-ca", Usage: "ACME directory URL (default Let's Encrypt)"},
@@ -58,7 +58,8 @@ router keeps serving, and starts, while the control plane is down.
 // routerSetup is what a router needs, from `berth router` or from the
 // router inside `berth server --dev`.
 type routerSetup struct {
-	Addr, Token string // control plane
+	Addrs       []string // control-plane servers
+	Token       string
 	HTTP        string
 	Name        string
 	DataDir     string
@@ -80,22 +81,25 @@ func runRouterCommand(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	addr := c.String("server")
-	if addr == "" {
-		addr = c.String("addr")
+	addrs := c.StringSlice("server")
+	if len(addrs) == 0 && c.String("addr") != "" {
+		addrs = []string{c.String("addr")}
 	}
 	token := c.String("token")
-	if addr == "" || token == "" {
+	if len(addrs) == 0 || token == "" {
 		s, err := loadSettings()
 		if err != nil {
 			return err
 		}
-		addr, token = cmpOr(addr, s.Addr), cmpOr(token, s.Token)
+		if len(addrs) == 0 {
+			addrs = []string{cmpOr(s.Addr, api.DefaultAddr)}
+		}
+		token = cmpOr(token, s.Token)
 	}
 	if token == "" {
 		return cli.Exit("no token: pass --token (a router token: berth tokens create --role router NAME)", 2)
 	}
-	setup := routerSetup{Addr: addr, Token: token, HTTP: c.String("http"), Name: c.String("name"),
+	setup := routerSetup{Addrs: addrs, Token: token, HTTP: c.String("http"), Name: c.String("name"),
 		DataDir: c.String("data-dir"), MetricsBind: c.String("metrics-bind"), Logger: log,
 		HTTPS: c.String("https"), ACMECA: c.String("acme-ca"), ACMEEmail: c.String("acme-email"),
 		ACMECARoots: c.StringSlice("acme-ca-root"), InternalCA: c.Bool("internal-ca")}
@@ -150,18 +154,24 @@ func startRouter(ctx context.Context, s routerSetup) (stop func(), err error) {
 	if _, err := rand.Read(suffix); err != nil {
 		return nil, err
 	}
+	// No client timeout: blocking queries last minutes; requests carry
+	// the watch's context.
+	hc := &http.Client{}
+	var clients []*api.Client
+	for _, a := range s.Addrs {
+		clients = append(clients, api.NewClient(a, s.Token, hc))
+	}
+	servers := router.NewServers(clients...)
 	src := &router.ControlPlaneSource{
-		// No client timeout: blocking queries last minutes; requests carry
-		// the watch's context.
-		Client: api.NewClient(s.Addr, s.Token, &http.Client{}),
-		Consul: s.Consul,
-		ID:     s.Name + "-" + hex.EncodeToString(suffix),
-		Name:   s.Name,
-		Logger: s.Logger.With("component", "router-source"),
+		Servers: servers,
+		Consul:  s.Consul,
+		ID:      s.Name + "-" + hex.EncodeToString(suffix),
+		Name:    s.Name,
+		Logger:  s.Logger.With("component", "router-source"),
 	}
 	// Access logs go to the control plane (berth logs, process "router")
 	// and, if asked, to a file too.
-	ship := &router.LogShipper{Client: src.Client, Router: src.ID, Logger: s.Logger.With("component", "router-logs")}
+	ship := &router.LogShipper{Servers: servers, Router: src.ID, Logger: s.Logger.With("component", "router-logs")}
 	var access io.Writer = ship
 	if s.AccessLog != nil {
 		access = io.MultiWriter(ship, s.AccessLog)
@@ -176,7 +186,7 @@ func startRouter(ctx context.Context, s routerSetup) (stop func(), err error) {
 	if s.HTTPS != "" {
 		opts.HTTPSAddr, opts.ACMECA, opts.ACMEEmail = s.HTTPS, s.ACMECA, s.ACMEEmail
 		opts.ACMETrustedRootsFiles, opts.InternalCA = s.ACMECARoots, s.InternalCA
-		opts.CertStorage = &router.ControlPlaneStorage{Client: src.Client, Owner: src.ID}
+		opts.CertStorage = &router.ControlPlaneStorage{Servers: servers, Owner: src.ID}
 	}
 	r, err := router.New(opts)
 	if err != nil {
@@ -207,7 +217,7 @@ func startRouter(ctx context.Context, s routerSetup) (stop func(), err error) {
 		defer close(shipDone)
 		ship.Run(shipCtx)
 	}()
-	s.Logger.Info("router started", "http", r.Addr(), "https", r.HTTPSAddr(), "server", s.Addr, "id", src.ID)
+	s.Logger.Info("router started", "http", r.Addr(), "https", r.HTTPSAddr(), "servers", s.Addrs, "id", src.ID)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -256,7 +256,7 @@ func embeddedRouter(c *cli.Context, srv *server.Server, log *slog.Logger) (func(
 	if token == "" {
 		return nil, cli.Exit("--router-http needs --router-token (berth tokens create --role router NAME)", 2)
 	}
-	setup := routerSetup{Addr: srv.APIAddr(), Token: token, HTTP: addr, Name: eff.Name,
+	setup := routerSetup{Addrs: []string{srv.APIAddr()}, Token: token, HTTP: addr, Name: eff.Name,
 		DataDir: filepath.Join(eff.DataDir, "router"), Logger: log, HTTPS: c.String("router-https")}
 	if eff.Dev {
 		// Dev certificates come from the cluster's internal CA.
