@@ -14,9 +14,20 @@
 // req/s and p50/p99 latency, the ratio to direct, CPU microseconds per
 // request in the proxy process, and new upstream connections per 1,000
 // requests (accepts counted on the backend's listener). With -rounds > 1
-// the targets are interleaved and the median round is shown.
+// the targets are interleaved: ratios are the median of the per-round
+// ratios, other figures the median over rounds.
 //
-//	go run ./bench/router [-duration 10s] [-rounds 3] [-connections 64] [-threads 2]
+// Two options put variants of the berth target side by side in the same
+// run, so that a change is measured against what it changes:
+//
+//   - -before BINARY adds "berth-before": the lean frontend served by
+//     another build of this command (say, of the previous commit);
+//
+//   - -variants 'gomaxprocs1=GOMAXPROCS=1;gogc400=GOGC=400' adds
+//     "berth+gomaxprocs1" and "berth+gogc400": the lean frontend with
+//     that environment (comma-separated variables).
+//
+//     go run ./bench/router [-duration 10s] [-rounds 3] [-connections 64] [-threads 2]
 //
 // It needs wrk and nginx (apt-get install wrk nginx).
 package main
@@ -67,6 +78,8 @@ func main() {
 	threads := flag.Int("threads", 2, "wrk threads")
 	berthEnv := flag.String("berth-env", "", "extra environment for the berth processes, e.g. GOGC=400,GOMAXPROCS=1")
 	only := flag.String("targets", "direct,berth,berth-caddy,berth-reverse-proxy,nginx,caddy", "targets to run, comma-separated")
+	before := flag.String("before", "", "another build of this command: adds the target berth-before, its lean frontend")
+	variants := flag.String("variants", "", "extra lean-frontend targets with their environment: name=VAR=v,VAR=v;name2=...")
 	flag.Parse()
 	if *serve != "" {
 		if *pprofAddr != "" {
@@ -78,10 +91,47 @@ func main() {
 		}
 		return
 	}
-	if err := run(*duration, *rounds, *conns, *threads, strings.Split(*only, ","), *berthEnv); err != nil {
+	targets := strings.Split(*only, ",")
+	kinds := map[string]childKind{}
+	if *before != "" {
+		targets = insertAfterBerth(targets, "berth-before")
+		kinds["berth-before"] = childKind{serve: "berth", bin: *before, env: *berthEnv}
+	}
+	for _, v := range strings.Split(*variants, ";") {
+		name, env, ok := strings.Cut(v, "=")
+		if v == "" {
+			continue
+		}
+		if !ok || name == "" {
+			fmt.Fprintf(os.Stderr, "bench: variant %q: want name=VAR=value,...\n", v)
+			os.Exit(2)
+		}
+		t := "berth+" + name
+		targets = insertAfterBerth(targets, t)
+		kinds[t] = childKind{serve: "berth", env: env}
+	}
+	if err := run(*duration, *rounds, *conns, *threads, targets, kinds, *berthEnv); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// childKind says how a target's child process runs: which proxy it
+// serves, from which binary (default: this one), with what environment.
+type childKind struct {
+	serve string
+	bin   string
+	env   string
+}
+
+// insertAfterBerth puts t after the last berth target, so variants run
+// next to it within each round.
+func insertAfterBerth(targets []string, t string) []string {
+	i := slices.IndexFunc(targets, func(s string) bool { return s == "berth" })
+	for i >= 0 && i+1 < len(targets) && (strings.HasPrefix(targets[i+1], "berth+") || targets[i+1] == "berth-before") {
+		i++
+	}
+	return slices.Insert(targets, i+1, t)
 }
 
 // serveProxy is the child process: one proxy in front of upstream until
@@ -167,7 +217,7 @@ type result struct {
 	newConnsPer1000  float64
 }
 
-func run(duration time.Duration, rounds, conns, threads int, targets []string, berthEnv string) error {
+func run(duration time.Duration, rounds, conns, threads int, targets []string, kinds map[string]childKind, berthEnv string) error {
 	for _, bin := range []string{"wrk", "nginx"} {
 		if _, err := exec.LookPath(bin); err != nil && (bin == "wrk" || slices.Contains(targets, "nginx")) {
 			return fmt.Errorf("%s not found: apt-get install wrk nginx", bin)
@@ -213,7 +263,14 @@ func run(duration time.Duration, rounds, conns, threads int, targets []string, b
 		case "nginx":
 			p, err = startNginx(dir, up)
 		default:
-			p, err = startChild(t, up, filepath.Join(dir, t+"-access.log"), berthEnv)
+			k, ok := kinds[t]
+			if !ok {
+				k = childKind{serve: t}
+				if strings.HasPrefix(t, "berth") {
+					k.env = berthEnv
+				}
+			}
+			p, err = startChild(k, up, filepath.Join(dir, t+"-access.log"))
 		}
 		if err != nil {
 			return fmt.Errorf("start %s: %w", t, err)
@@ -268,35 +325,62 @@ func run(duration time.Duration, rounds, conns, threads int, targets []string, b
 		}
 	}
 
+	// Absolute rates drift with the neighbours' load from round to round,
+	// so ratios are taken within each round (every target ran in it, one
+	// after another) and their median is shown; req/s, latency and CPU are
+	// the medians of the rounds.
 	med := map[string]result{}
 	for t, rs := range all {
-		slices.SortFunc(rs, func(a, b result) int { return int(a.rps - b.rps) })
-		med[t] = rs[len(rs)/2]
+		med[t] = result{
+			rps:              median(rs, func(r result) float64 { return r.rps }),
+			p50:              time.Duration(median(rs, func(r result) float64 { return float64(r.p50) })),
+			p99:              time.Duration(median(rs, func(r result) float64 { return float64(r.p99) })),
+			cpuPerReq:        median(rs, func(r result) float64 { return r.cpuPerReq }),
+			backendCPUPerReq: median(rs, func(r result) float64 { return r.backendCPUPerReq }),
+			newConnsPer1000:  median(rs, func(r result) float64 { return r.newConnsPer1000 }),
+		}
+		for _, r := range rs {
+			m := med[t]
+			m.errors += r.errors
+			med[t] = m
+		}
 	}
-	direct := med["direct"].rps
-	caddyRPS := med["caddy"].rps
+	ratio := func(t, base string) string {
+		if len(all[base]) == 0 || len(all[t]) != len(all[base]) {
+			return "-"
+		}
+		var rs []float64
+		for i := range all[t] {
+			rs = append(rs, all[t][i].rps/all[base][i].rps)
+		}
+		slices.Sort(rs)
+		return fmt.Sprintf("%.2f", rs[len(rs)/2])
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\treq/s\tvs direct\tvs caddy\tp50\tp99\tproxy CPU µs/req\tbackend CPU µs/req\tnew upstream conns/1k req\terrors\t")
+	fmt.Fprintln(tw, "target\treq/s\tvs direct\tvs nginx\tvs caddy\tp50\tp99\tproxy CPU µs/req\tbackend CPU µs/req\tnew upstream conns/1k req\terrors\t")
 	for _, t := range targets {
 		r, ok := med[t]
 		if !ok {
 			continue
 		}
-		ratio, vsCaddy, cpu := "-", "-", "-"
-		if direct > 0 {
-			ratio = fmt.Sprintf("%.2f", r.rps/direct)
-		}
-		if caddyRPS > 0 {
-			vsCaddy = fmt.Sprintf("%.2f", r.rps/caddyRPS)
-		}
+		cpu := "-"
 		if t != "direct" {
 			cpu = fmt.Sprintf("%.1f", r.cpuPerReq)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%d\t\n", t, r.rps, ratio, vsCaddy,
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%d\t\n", t, r.rps, ratio(t, "direct"), ratio(t, "nginx"), ratio(t, "caddy"),
 			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), cpu, r.backendCPUPerReq, r.newConnsPer1000, r.errors)
 	}
 	tw.Flush()
 	return nil
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	vs := make([]float64, len(rs))
+	for i, r := range rs {
+		vs[i] = f(r)
+	}
+	slices.Sort(vs)
+	return vs[len(vs)/2]
 }
 
 // proxyProc is one proxy process under test.
@@ -317,23 +401,25 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func startChild(kind, upstream, accessLog, env string) (*proxyProc, error) {
+func startChild(k childKind, upstream, accessLog string) (*proxyProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
+	bin := k.bin
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return nil, err
+		}
 	}
-	args := []string{"-serve", kind, "-listen", addr, "-upstream", upstream}
-	if strings.HasPrefix(kind, "berth") {
+	args := []string{"-serve", k.serve, "-listen", addr, "-upstream", upstream}
+	if strings.HasPrefix(k.serve, "berth") {
 		args = append(args, "-access-log", accessLog)
 	}
-	cmd := exec.Command(self, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
-	if strings.HasPrefix(kind, "berth") && env != "" {
-		cmd.Env = append(os.Environ(), strings.Split(env, ",")...)
+	if k.env != "" {
+		cmd.Env = append(os.Environ(), strings.Split(k.env, ",")...)
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
