@@ -381,10 +381,28 @@ func fastURI(uri string) (path, query string, ok bool) {
 }
 
 // pathSafe: bytes url.URL leaves alone in a path (neither escaped by
-// EscapedPath nor unescaped by parsing).
-func pathSafe(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		strings.IndexByte("-_.~$&+,/:;=@", c) >= 0
+// EscapedPath nor unescaped by parsing): letters, digits, -_.~$&+,/:;=@.
+func pathSafe(c byte) bool { return inSet(c, pathLo, pathHi) }
+
+// Byte sets as 128-bit masks (lo: bytes 0-63, hi: 64-127).
+const (
+	digits = (1<<10 - 1) << '0'
+	upper  = (1<<26 - 1) << ('A' - 64)
+	lower  = (1<<26 - 1) << ('a' - 64)
+
+	pathLo = digits | 1<<'-' | 1<<'.' | 1<<'$' | 1<<'&' | 1<<'+' | 1<<',' | 1<<'/' | 1<<':' | 1<<';' | 1<<'='
+	pathHi = upper | lower | 1<<('_'-64) | 1<<('~'-64) | 1<<('@'-64)
+
+	// RFC 9110 tchar.
+	tokenLo = digits | 1<<'!' | 1<<'#' | 1<<'$' | 1<<'%' | 1<<'&' | 1<<'\'' | 1<<'*' | 1<<'+' | 1<<'-' | 1<<'.'
+	tokenHi = upper | lower | 1<<('^'-64) | 1<<('_'-64) | 1<<('`'-64) | 1<<('|'-64) | 1<<('~'-64)
+)
+
+func inSet(c byte, lo, hi uint64) bool {
+	if c < 64 {
+		return lo>>c&1 != 0
+	}
+	return c < 128 && hi>>(c-64)&1 != 0
 }
 
 // parseHTTPVersion accepts what http.ParseHTTPVersion accepts:
@@ -410,8 +428,7 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+		if !inSet(s[i], tokenLo, tokenHi) {
 			return false
 		}
 	}

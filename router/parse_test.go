@@ -374,3 +374,18 @@ func BenchmarkParseRequest(b *testing.B) {
 		}
 	})
 }
+
+// TestByteSets checks the masks against their definitions.
+func TestByteSets(t *testing.T) {
+	for c := range 256 {
+		b := byte(c)
+		token := c > ' ' && c < 0x7f && !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, rune(c))
+		if isToken(string(b)) != token {
+			t.Errorf("isToken(%q) = %v", b, !token)
+		}
+		path := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("-_.~$&+,/:;=@", rune(c))
+		if pathSafe(b) != path {
+			t.Errorf("pathSafe(%q) = %v", b, !path)
+		}
+	}
+}

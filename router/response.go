@@ -197,15 +197,7 @@ func readHeadSlow(br *bufio.Reader, method string, h http.Header, reqID string) 
 	return resp, nil
 }
 
-func validHeaderKey(k string) bool {
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
+func validHeaderKey(k string) bool { return k == "" || isToken(k) }
 
 // canonicalKey reports whether k is already in canonical MIME form.
 func canonicalKey(k string) bool {
