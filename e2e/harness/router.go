@@ -17,7 +17,9 @@ import (
 type Router struct {
 	Name     string
 	HTTPAddr string
-	DataDir  string
+	// HTTPSAddr is the --https address ("" if none), for StartRouterAt.
+	HTTPSAddr string
+	DataDir   string
 	// Log is the router's stderr and stdout; AccessLog its JSON access log.
 	Log, AccessLog string
 	args           []string
@@ -34,11 +36,24 @@ func (c *Cluster) StartRouter(name string, i int, token string, extra ...string)
 	if err != nil {
 		return nil, err
 	}
+	return c.StartRouterAt(name, i, token, addr, "", extra...)
+}
+
+// FreeAddr returns a free 127.0.0.1 address that the cluster hands out to
+// nothing else, for StartRouterAt.
+func (c *Cluster) FreeAddr() (string, error) { return c.alloc.Addr() }
+
+// StartRouterAt is StartRouter with plain HTTP on addr and, unless httpsAddr
+// is "", HTTPS on httpsAddr (--https).
+func (c *Cluster) StartRouterAt(name string, i int, token, addr, httpsAddr string, extra ...string) (*Router, error) {
+	if httpsAddr != "" {
+		extra = append([]string{"--https", httpsAddr}, extra...)
+	}
 	dir := filepath.Join(c.Dir, "router-"+name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	r := &Router{Name: name, HTTPAddr: addr, DataDir: dir, bin: c.Bin,
+	r := &Router{Name: name, HTTPAddr: addr, HTTPSAddr: httpsAddr, DataDir: dir, bin: c.Bin,
 		Log: filepath.Join(dir, "router.log"), AccessLog: filepath.Join(dir, "access.log")}
 	r.args = append([]string{"router", "--server", c.Servers[i].APIAddr, "--token", token, "--http", addr,
 		"--name", name, "--data-dir", dir, "--access-log", r.AccessLog, "--log-level", "debug"}, extra...)
