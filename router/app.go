@@ -351,6 +351,11 @@ func (a *App) apply(routes []Route, live bool) {
 	if live && a.live.Load() && equalRoutes(t.Routes(), a.table.Load().Routes()) {
 		return // the source repeated itself: nothing to swap or save
 	}
+	if live {
+		// Before the swap: whoever sees the source's table sees source_live.
+		a.live.Store(true)
+		a.metrics.sourceLive.Set(1)
+	}
 	old := a.table.Swap(t)
 	if old != nil {
 		close(old.superseded)
@@ -363,12 +368,7 @@ func (a *App) apply(routes []Route, live bool) {
 	a.ups = fresh
 	a.metrics.swaps.Inc()
 	a.metrics.routes.Set(float64(t.Len()))
-	if !live {
-		return
-	}
-	a.live.Store(true)
-	a.metrics.sourceLive.Set(1)
-	if a.StateFile != "" {
+	if live && a.StateFile != "" {
 		if err := saveState(a.StateFile, t.Routes()); err != nil {
 			a.logger.Warn("berth router: could not save the state file", "file", a.StateFile, "err", err)
 		}
