@@ -10,6 +10,12 @@
 // scripts/README-nomad-consul.md says they must be on a shared Docker
 // engine: the docker plugin's image GC and dangling-container reaper are
 // off.
+//
+// StartWith takes options: HTTPS-only agents with a test CA (Options.TLS,
+// NewTLS) and a server that notices lost nodes in seconds
+// (Options.FastNodeLoss). Agents.StartClient adds a second (third, ...)
+// client node with its own Consul agent; Client.Kill makes it die like a
+// machine.
 package nomadtest
 
 import (
