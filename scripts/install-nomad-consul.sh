@@ -66,9 +66,10 @@ die() {
 # has_version BIN WORD VERSION: BIN's "version" output starts "WORD vVERSION".
 has_version() {
 	[ -x "$1" ] || return 1
-	local first
-	first=$("$1" version 2>/dev/null | head -n 1) || return 1
-	[ "$first" = "$2 v$3" ]
+	local out
+	# No "| head": under pipefail, a SIGPIPE of the binary would fail the check.
+	out=$("$1" version 2>/dev/null) || return 1
+	[ "${out%%$'\n'*}" = "$2 v$3" ]
 }
 
 nomad_ok() { has_version "$BIN_DIR/nomad" Nomad "$NOMAD_VERSION"; }
@@ -146,7 +147,8 @@ fetch_module() {
 	json=$(cd "$dl" && go mod download -json "$1@$2" 2>&1) ||
 		die "could not download $1@$2 through the Go module proxy ($(go env GOPROXY)):
 $json"
-	dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n 1)
+	dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	dir=${dir%%$'\n'*}
 	if [ -z "$dir" ] || [ ! -f "$dir/go.mod" ]; then
 		die "go mod download gave no module directory for $1@$2:
 $json"
@@ -187,7 +189,7 @@ build() {
 	fi
 	end=$(date +%s)
 	has_version "$out" "$word" "$version" ||
-		die "the $name just built does not report $word v$version: $("$out" version 2>&1 | head -n 1)"
+		die "the $name just built does not report $word v$version: $("$out" version 2>&1)"
 	install -m 0755 "$out" "$BIN_DIR/.$name.new"
 	mv -f "$BIN_DIR/.$name.new" "$BIN_DIR/$name"
 	say "built $name $version in $((end - start))s ($(du -h "$BIN_DIR/$name" | cut -f1))"
@@ -217,7 +219,8 @@ if [ "$force" = 1 ] || ! consul_ok; then
 	edits=()
 	for m in "${CONSUL_NESTED[@]}"; do
 		# Keep the version the go.mod requires; fail loudly if it requires none.
-		v=$(cd "$src" && go mod edit -json | sed -n "/\"Path\": \"${CONSUL_MODULE//\//\\/}\/$m\"/{n;s/.*\"Version\": \"\([^\"]*\)\".*/\1/p;}" | head -n 1)
+		v=$(cd "$src" && go mod edit -json | sed -n "/\"Path\": \"${CONSUL_MODULE//\//\\/}\/$m\"/{n;s/.*\"Version\": \"\([^\"]*\)\".*/\1/p;}")
+		v=${v%%$'\n'*}
 		[ -n "$v" ] || die "Consul's go.mod requires no version of $CONSUL_MODULE/$m"
 		edits+=(-dropreplace="$CONSUL_MODULE/$m" -require="$CONSUL_MODULE/$m@$v")
 	done
