@@ -97,7 +97,7 @@ func (s *ControlPlaneSource) Watch(ctx context.Context, fn func([]Route)) error 
 		routes := make([]Route, 0, len(cur.Routes))
 		for _, r := range cur.Routes {
 			rt := Route{App: r.App, Release: r.Release, Hosts: slices.Clone(r.Hosts),
-				ForceHTTPS: r.ForceHTTPS, HSTS: r.HSTS, Upstreams: r.Upstreams}
+				ForceHTTPS: r.ForceHTTPS, HSTS: r.HSTS, LB: r.LB, Upstreams: r.Upstreams}
 			if cur.AppsDomain != "" {
 				rt.Hosts = append(rt.Hosts, r.App+"."+cur.AppsDomain)
 			}

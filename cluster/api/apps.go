@@ -20,6 +20,8 @@ type App struct {
 	// Strict-Transport-Security to https answers.
 	ForceHTTPS bool `json:"force_https,omitempty"`
 	HSTS       bool `json:"hsts,omitempty"`
+	// LB is the routers' load-balancing policy: round_robin or least_conn.
+	LB string `json:"lb,omitempty"`
 	// WebURL is where the app answers (APP.<apps domain>), if the server
 	// has an apps domain.
 	WebURL string `json:"web_url,omitempty"`
@@ -45,6 +47,8 @@ type AppUpdateRequest struct {
 	DeployTimeout *string `json:"deploy_timeout,omitempty"`
 	ForceHTTPS    *bool   `json:"force_https,omitempty"`
 	HSTS          *bool   `json:"hsts,omitempty"`
+	// LB: "round_robin" (the default) or "least_conn".
+	LB *string `json:"lb,omitempty"`
 }
 
 // Apps lists the apps the token may see.

@@ -29,6 +29,8 @@ type Route struct {
 	Hosts      []string `json:"hosts,omitempty"`
 	ForceHTTPS bool     `json:"force_https,omitempty"`
 	HSTS       bool     `json:"hsts,omitempty"`
+	// LB is "" (round robin) or "least_conn".
+	LB string `json:"lb,omitempty"`
 	// Upstreams are host:port of the active release's healthy web
 	// instances, when the control plane knows them (docker runtime).
 	Upstreams []string `json:"upstreams,omitempty"`

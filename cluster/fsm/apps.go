@@ -46,6 +46,7 @@ type AppUpdate struct {
 	DeployTimeout *time.Duration `json:"deploy_timeout,omitempty"`
 	ForceHTTPS    *bool          `json:"force_https,omitempty"`
 	HSTS          *bool          `json:"hsts,omitempty"`
+	LB            *string        `json:"lb,omitempty"`
 }
 
 // Type implements Command.
@@ -64,8 +65,8 @@ func applyAppUpdate(txn *state.Txn, c AppUpdate) (any, error) {
 			return nil, err
 		}
 	}
-	if c.ForceHTTPS != nil || c.HSTS != nil {
-		if app, err = txn.SetHTTPS(c.Name, c.ForceHTTPS, c.HSTS); err != nil {
+	if c.ForceHTTPS != nil || c.HSTS != nil || c.LB != nil {
+		if app, err = txn.SetRouting(c.Name, c.ForceHTTPS, c.HSTS, c.LB); err != nil {
 			return nil, err
 		}
 	}

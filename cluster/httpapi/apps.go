@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"strings"
@@ -16,7 +17,7 @@ import (
 func (a *API) toAPIApp(app *state.App) api.App {
 	out := api.App{Name: app.Name, DeployBranch: app.DeployBranch, LatestRelease: app.LatestRelease,
 		ActiveRelease: app.ActiveRelease, Formation: app.Formation,
-		ForceHTTPS: app.ForceHTTPS, HSTS: app.HSTS, WebURL: a.webURL(app.Name),
+		ForceHTTPS: app.ForceHTTPS, HSTS: app.HSTS, WebURL: a.webURL(app.Name), LB: cmp.Or(app.LB, "round_robin"),
 		CreatedAt: app.CreatedAt, CreateIndex: app.CreateIndex, ModifyIndex: app.ModifyIndex}
 	if app.DeployTimeout > 0 {
 		out.DeployTimeout = app.DeployTimeout.String()
@@ -149,8 +150,20 @@ func (a *API) appsUpdate(w http.ResponseWriter, r *request) error {
 		cmd.HSTS = req.HSTS
 		detail = append(detail, fmt.Sprintf("hsts=%t", *req.HSTS))
 	}
+	if req.LB != nil {
+		lb := *req.LB
+		switch lb {
+		case "round_robin":
+			lb = "" // the default
+		case "", "least_conn":
+		default:
+			return badRequest("lb %q: use round_robin or least_conn", clipName(lb))
+		}
+		cmd.LB = &lb
+		detail = append(detail, "lb="+*req.LB)
+	}
 	if len(detail) == 0 {
-		return badRequest("nothing to change: give deploy_branch, deploy_timeout, force_https or hsts")
+		return badRequest("nothing to change: give deploy_branch, deploy_timeout, force_https, hsts or lb")
 	}
 	cmd.Audited = r.audit(id, "apps.update", name, strings.Join(detail, " "))
 	res, _, err := r.apply(cmd)

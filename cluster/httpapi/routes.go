@@ -38,7 +38,7 @@ func (a *API) routesTable(ws memdb.WatchSet, snap *state.Snapshot) (any, uint64,
 	}
 	for _, app := range apps {
 		rt := api.Route{App: app.Name, Release: app.ActiveRelease, Hosts: hosts[app.Name],
-			ForceHTTPS: app.ForceHTTPS, HSTS: app.HSTS}
+			ForceHTTPS: app.ForceHTTPS, HSTS: app.HSTS, LB: app.LB}
 		if app.ActiveRelease > 0 {
 			if disc != nil {
 				rt.Service, rt.Tag = disc.ConsulService(app.Name, "web", app.ActiveRelease)

@@ -162,9 +162,18 @@ func TestRoutesAndRouterRole(t *testing.T) {
 		t.Fatalf("routes after force_https: %+v %v", tbl, err)
 	}
 	app, _, err := c.App(ctx, "web", nil)
-	if err != nil || app.WebURL != "http://web.localhost:8080/" || !app.ForceHTTPS {
-		t.Fatalf("app %+v %v: want web URL http://web.localhost:8080/ and force_https", app, err)
+	if err != nil || app.WebURL != "http://web.localhost:8080/" || !app.ForceHTTPS || app.LB != "round_robin" {
+		t.Fatalf("app %+v %v: want web URL http://web.localhost:8080/, force_https and round_robin", app, err)
 	}
+	lc, bogus := "least_conn", "random"
+	if _, err := c.UpdateApp(ctx, "web", api.AppUpdateRequest{LB: &lc}); err != nil {
+		t.Fatal(err)
+	}
+	if tbl, _, err = rc.Routes(ctx, nil); err != nil || tbl.Routes[0].LB != "least_conn" {
+		t.Fatalf("routes after lb=least_conn: %+v %v", tbl, err)
+	}
+	_, err = c.UpdateApp(ctx, "web", api.AppUpdateRequest{LB: &bogus})
+	checkClientError(t, "unknown lb policy", err, http.StatusBadRequest, api.CodeBadRequest)
 
 	t.Run("router acknowledgement", func(t *testing.T) {
 		// No router reported: nothing to wait for.

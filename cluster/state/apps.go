@@ -30,7 +30,10 @@ type App struct {
 	// ForceHTTPS makes routers redirect plain-HTTP requests to https.
 	ForceHTTPS bool
 	// HSTS makes routers send Strict-Transport-Security on https.
-	HSTS        bool
+	HSTS bool
+	// LB is the routers' load-balancing policy ("" round robin,
+	// "least_conn").
+	LB          string
 	CreatedAt   time.Time
 	CreateIndex uint64
 	ModifyIndex uint64
@@ -207,8 +210,9 @@ func (t *Txn) SetCheck(name, process string, c Check) (*App, error) {
 	return &next, t.putApp(&next)
 }
 
-// SetHTTPS changes the app's HTTPS settings; nil leaves one as it is.
-func (t *Txn) SetHTTPS(name string, force, hsts *bool) (*App, error) {
+// SetRouting changes how routers serve the app; nil leaves a setting as
+// it is.
+func (t *Txn) SetRouting(name string, force, hsts *bool, lb *string) (*App, error) {
 	app, err := t.app(name)
 	if err != nil {
 		return nil, err
@@ -219,6 +223,9 @@ func (t *Txn) SetHTTPS(name string, force, hsts *bool) (*App, error) {
 	}
 	if hsts != nil {
 		next.HSTS = *hsts
+	}
+	if lb != nil {
+		next.LB = *lb
 	}
 	return &next, t.putApp(&next)
 }

@@ -21,7 +21,8 @@ func appsCommand() *cli.Command {
 				Flags: []cli.Flag{appFlag(), &cli.StringFlag{Name: "deploy-branch", Usage: "branch whose pushes deploy (\"\" for main or master)"},
 					&cli.StringFlag{Name: "deploy-timeout", Usage: "how long new instances have to become healthy (e.g. 90s; \"\" for 60s)"},
 					&cli.BoolFlag{Name: "force-https", Usage: "redirect plain-HTTP requests to https (--force-https=false to stop)"},
-					&cli.BoolFlag{Name: "hsts", Usage: "send Strict-Transport-Security on https answers (--hsts=false to stop)"}}, Action: appsUpdate},
+					&cli.BoolFlag{Name: "hsts", Usage: "send Strict-Transport-Security on https answers (--hsts=false to stop)"},
+					&cli.StringFlag{Name: "lb", Usage: "routers' load balancing: round_robin (default) or least_conn"}}, Action: appsUpdate},
 			{Name: "list", Usage: "list apps", Action: appsList},
 			{Name: "info", Usage: "show an app", ArgsUsage: "[NAME]", Flags: []cli.Flag{appFlag()}, Action: appsInfo},
 			{Name: "destroy", Usage: "destroy an app and its config", ArgsUsage: "NAME --confirm NAME",
@@ -117,7 +118,7 @@ func appsInfo(c *cli.Context) error {
 		fmt.Fprintf(w, "=== %s\n", app.Name)
 		for _, row := range [][2]string{{"Created:", app.CreatedAt.Local().Format("2006-01-02 15:04:05")}, {"Release:", release},
 			{"Config vars:", strconv.Itoa(len(cfg.Keys))}, {"Deploy branch:", branch}, {"Git remote:", orDash(app.GitRemote)},
-			{"Web URL:", orDash(app.WebURL)}, {"HTTPS:", httpsMode(app)}} {
+			{"Web URL:", orDash(app.WebURL)}, {"HTTPS:", httpsMode(app)}, {"Balancing:", orDash(app.LB)}} {
 			fmt.Fprintf(w, "%-15s %s\n", row[0], row[1])
 		}
 	})
@@ -169,8 +170,12 @@ func appsUpdate(c *cli.Context) error {
 		v := c.Bool("hsts")
 		req.HSTS = &v
 	}
-	if req.DeployBranch == nil && req.DeployTimeout == nil && req.ForceHTTPS == nil && req.HSTS == nil {
-		return cli.Exit("nothing to change: give --deploy-branch, --deploy-timeout, --force-https or --hsts", 2)
+	if c.IsSet("lb") {
+		v := c.String("lb")
+		req.LB = &v
+	}
+	if req.DeployBranch == nil && req.DeployTimeout == nil && req.ForceHTTPS == nil && req.HSTS == nil && req.LB == nil {
+		return cli.Exit("nothing to change: give --deploy-branch, --deploy-timeout, --force-https, --hsts or --lb", 2)
 	}
 	cl, err := newClient(c)
 	if err != nil {
