@@ -176,6 +176,7 @@ func serveProxy(kind, listen, upstream, accessLog string) error {
 			defer f.Close()
 			logw = f
 		}
+		router.TuneRuntime() // as the berth router command does
 		r, err := router.New(router.Options{
 			HTTPAddr:      listen,
 			Source:        router.NewStaticSource(router.Route{App: "bench", Release: 1, Upstreams: []string{upstream}}),
