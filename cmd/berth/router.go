@@ -77,6 +77,7 @@ type routerSetup struct {
 }
 
 func runRouterCommand(c *cli.Context) error {
+	router.TuneRuntime() // a process that is mostly the router: a lazier GC (unless GOGC is set)
 	log, err := newLogger(c)
 	if err != nil {
 		return err
