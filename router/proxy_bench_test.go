@@ -1,0 +1,257 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkLeanProxy drives the lean frontend and proxy over loopback: a
+// keep-alive client sends a small GET through the router to a tiny app
+// answering "ok" with the headers Go's net/http would send. The client and
+// the app are raw sockets that allocate nothing per request, so allocs/op
+// is the router's own (it is steady even on a loaded machine; ns/op is
+// not). The access log is on, as in production.
+//
+//	go test -run '^$' -bench LeanProxy -benchmem -count 6 ./router/
+//
+// "serial" is one connection, request after request (latency: every
+// request pays the loopback round trips); "parallel" runs GOMAXPROCS×4
+// connections at once. cpu-µs/op is the whole test process's user+system
+// CPU per request (router, client and app); "direct" is the client
+// talking to the app without the router, the floor to subtract.
+func BenchmarkLeanProxy(b *testing.B) {
+	up := startRawBackend(b)
+	r, err := New(Options{
+		HTTPAddr:      "127.0.0.1:0",
+		Source:        NewStaticSource(Route{App: "bench", Release: 1, Upstreams: []string{up}}),
+		AppsDomain:    "apps.test",
+		AccessLog:     nopWriter{},
+		Logger:        slog.New(slog.DiscardHandler),
+		CaddyLogLevel: "ERROR",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := r.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		r.Stop(sctx)
+	}()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := r.WaitForRelease(wctx, "bench", 1); err != nil {
+		b.Fatal(err)
+	}
+	addr := r.Addr()
+	b.Run("direct/serial", func(b *testing.B) {
+		c := dialBenchClient(b, up, "GET / HTTP/1.1\r\nHost: bench.apps.test\r\n\r\n")
+		defer c.close()
+		c.do(b)
+		b.ReportAllocs()
+		cpu := startCPU()
+		b.ResetTimer()
+		for b.Loop() {
+			c.do(b)
+		}
+		cpu.report(b)
+	})
+	for _, bc := range []struct {
+		name string
+		req  string
+	}{
+		// What wrk sends.
+		{"wrk", "GET / HTTP/1.1\r\nHost: bench.apps.test\r\n\r\n"},
+		// A browser-like head with a request ID to pass through.
+		{"browser", "GET /assets/app.css?v=3 HTTP/1.1\r\nHost: bench.apps.test\r\n" +
+			"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n" +
+			"Accept: text/css,*/*;q=0.1\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n" +
+			"Referer: http://bench.apps.test/\r\nConnection: keep-alive\r\nX-Request-Id: 0123456789abcdef\r\n\r\n"},
+	} {
+		b.Run(bc.name+"/serial", func(b *testing.B) {
+			c := dialBenchClient(b, addr, bc.req)
+			defer c.close()
+			c.do(b) // warm: the upstream connection is dialled
+			b.ReportAllocs()
+			cpu := startCPU()
+			b.ResetTimer()
+			for b.Loop() {
+				c.do(b)
+			}
+			cpu.report(b)
+		})
+		b.Run(bc.name+"/parallel", func(b *testing.B) {
+			b.SetParallelism(4)
+			b.ReportAllocs()
+			var mu sync.Mutex
+			var clients []*benchClient
+			defer func() {
+				for _, c := range clients {
+					c.close()
+				}
+			}()
+			cpu := startCPU()
+			defer cpu.report(b)
+			b.RunParallel(func(pb *testing.PB) {
+				c := dialBenchClient(b, addr, bc.req)
+				mu.Lock()
+				clients = append(clients, c)
+				mu.Unlock()
+				for pb.Next() {
+					c.do(b)
+				}
+			})
+		})
+	}
+}
+
+// cpuMeter measures the process's CPU time (user+system) over a benchmark.
+type cpuMeter struct{ start time.Duration }
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func startCPU() cpuMeter { return cpuMeter{processCPU()} }
+
+func (m cpuMeter) report(b *testing.B) {
+	if b.N > 0 {
+		b.ReportMetric(float64(processCPU()-m.start)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+	}
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// benchClient is a keep-alive HTTP/1.1 client that allocates nothing per
+// request: it writes a fixed request and reads a response with a
+// Content-Length body.
+type benchClient struct {
+	nc  net.Conn
+	br  *bufio.Reader
+	req []byte
+}
+
+func dialBenchClient(b *testing.B, addr, req string) *benchClient {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &benchClient{nc: nc, br: bufio.NewReaderSize(nc, 4096), req: []byte(req)}
+}
+
+func (c *benchClient) close() { c.nc.Close() }
+
+func (c *benchClient) do(b *testing.B) {
+	if _, err := c.nc.Write(c.req); err != nil {
+		b.Fatal(err)
+	}
+	status := true
+	length := -1
+	for {
+		line, err := c.br.ReadSlice('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		if status {
+			if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
+				b.Fatalf("response %q", line)
+			}
+			status = false
+			continue
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			length = atoiBytes(bytes.TrimSpace(v))
+		}
+	}
+	if length < 0 {
+		b.Fatal("no Content-Length")
+	}
+	if _, err := c.br.Discard(length); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func atoiBytes(b []byte) int {
+	n := 0
+	for _, c := range b {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// startRawBackend is an app that answers every request with "ok" and the
+// head net/http would send, without allocating per request.
+func startRawBackend(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	b.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"Date: " + time.Now().UTC().Format(timeFormatGMT) + "\r\n\r\nok")
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, nc)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer nc.Close()
+				br := bufio.NewReaderSize(nc, 4096)
+				for {
+					// Read one head (the benchmark's requests have no body).
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if _, err := nc.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+const timeFormatGMT = "Mon, 02 Jan 2006 15:04:05 GMT"
