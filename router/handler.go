@@ -44,7 +44,7 @@ func (a *App) serve(ctx context.Context, w http.ResponseWriter, r *http.Request,
 		// ACME HTTP-01 challenges, only for routed names (no others are
 		// ever ordered, so unknown hosts cost no storage lookup), and
 		// before ForceHTTPS's redirect.
-		if strings.HasPrefix(r.URL.Path, acmeChallengePath) && a.handleACMEChallenge(w, r) {
+		if strings.HasPrefix(r.URL.Path, acmeChallengePath) && a.handleACMEChallenge(w, ownedRequest(w, r)) {
 			return
 		}
 		if rt.ForceHTTPS {
@@ -60,10 +60,37 @@ func (a *App) serve(ctx context.Context, w http.ResponseWriter, r *http.Request,
 		// reading the client's body once the app's response starts.
 		http.NewResponseController(w).EnableFullDuplex()
 	}
-	reqID := requestID(r)
+	reqID := requestID(r, scratchOf(w))
 	res := &result{}
 	defer a.logRequest2(r, rt, reqID, res, start) // also runs when the proxy aborts the response
 	*res = a.proxy(ctx, w, r, rt, reqID, start)
+}
+
+// ownedRequest is r with strings of its own, for code outside the router
+// (certmagic) that might keep some: the lean frontend's Request is a view
+// of memory its connection's next request reuses (parse.go).
+func ownedRequest(w http.ResponseWriter, r *http.Request) *http.Request {
+	if scratchOf(w) == nil {
+		return r // net/http's Request owns its strings
+	}
+	r2 := r.Clone(r.Context())
+	r2.Method = strings.Clone(r.Method)
+	r2.Host = strings.Clone(r.Host)
+	r2.RequestURI = strings.Clone(r.RequestURI)
+	r2.Proto = strings.Clone(r.Proto)
+	u := *r.URL
+	u.Host, u.Path, u.RawPath, u.RawQuery = strings.Clone(u.Host), strings.Clone(u.Path), strings.Clone(u.RawPath), strings.Clone(u.RawQuery)
+	r2.URL = &u
+	h := make(http.Header, len(r.Header))
+	for k, vv := range r.Header {
+		cv := make([]string, len(vv))
+		for i, v := range vv {
+			cv[i] = strings.Clone(v)
+		}
+		h[strings.Clone(k)] = cv
+	}
+	r2.Header = h
+	return r2
 }
 
 func (a *App) logRequest2(r *http.Request, rt *route, reqID string, res *result, start int64) {
@@ -204,7 +231,7 @@ func (a *App) serveNext(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		a.logRequest(r, rt, "", result{status: http.StatusServiceUnavailable}, start)
 		return nil
 	}
-	reqID := requestID(r)
+	reqID := requestID(r, nil)
 	r.Header["X-Request-Id"] = []string{reqID}
 	w.Header()["X-Request-Id"] = []string{reqID}
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // The lean frontend's request-head parser. http.ReadRequest was its
@@ -94,17 +95,21 @@ func indexByte(b []byte, c byte) int {
 }
 
 // readRequestHead reads the next request head from br and returns it as
-// one string (with its final empty line). A head already in br's buffer
-// costs one allocation; a bigger one is gathered in *buf, up to limit bytes.
+// one string (with its final empty line), up to limit bytes. The string
+// is a view of *buf, where the head is copied: it costs no allocation
+// once *buf has grown to the connection's heads, and it is valid only
+// until the next call with the same buf (the lean frontend's Request
+// lives no longer than that).
 func readRequestHead(br *bufio.Reader, buf *[]byte, limit int) (string, error) {
 	for {
 		n := br.Buffered()
 		if n > 0 {
 			data, _ := br.Peek(n)
 			if end := headEnd(data); end >= 0 {
-				head := string(data[:end])
+				b := append((*buf)[:0], data[:end]...)
+				*buf = b
 				br.Discard(end)
-				return head, nil
+				return unsafeString(b), nil
 			}
 			if n >= br.Size() {
 				return readLongHead(br, buf, limit)
@@ -119,10 +124,14 @@ func readRequestHead(br *bufio.Reader, buf *[]byte, limit int) (string, error) {
 	}
 }
 
+// unsafeString is b as a string without a copy: b must not change while
+// the string is in use.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 // readLongHead gathers a head bigger than br's buffer.
 func readLongHead(br *bufio.Reader, buf *[]byte, limit int) (string, error) {
 	b := (*buf)[:0]
-	defer func() { *buf = b[:0] }()
+	defer func() { *buf = b }()
 	for {
 		n := br.Buffered()
 		if n == 0 {
@@ -140,7 +149,8 @@ func readLongHead(br *bufio.Reader, buf *[]byte, limit int) (string, error) {
 		if end := headEnd(b[max(0, prev-3):]); end >= 0 {
 			end += max(0, prev-3)
 			br.Discard(end - prev)
-			return string(b[:end]), nil
+			b = b[:end]
+			return unsafeString(b), nil
 		}
 		br.Discard(n)
 		if len(b) > limit {

@@ -45,6 +45,32 @@ type upstreamAborter interface {
 	setUpstream(nc net.Conn) (clientGone bool)
 }
 
+// connScratch is memory of the lean frontend's client connection that
+// the proxy uses for strings living no longer than one request: the
+// upstream's response head (the response header's keys and values are
+// views of it) and the generated request ID. The lean frontend writes a
+// response head out as soon as the handler calls WriteHeader, so nothing
+// reads these strings once the next request of the connection reuses the
+// memory. Other ResponseWriters (net/http's) may write the head later;
+// for them the proxy allocates.
+type connScratch struct {
+	respHead []byte
+	vals     []string
+	reqID    [32]byte
+}
+
+// scratchOwner is implemented by the lean frontend's ResponseWriter.
+type scratchOwner interface {
+	scratch() *connScratch
+}
+
+func scratchOf(w http.ResponseWriter) *connScratch {
+	if so, ok := w.(scratchOwner); ok {
+		return so.scratch()
+	}
+	return nil
+}
+
 // outcome of one attempt at one upstream.
 type outcome int
 
@@ -212,9 +238,10 @@ func (a *App) attempt(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		return a.failedBeforeResponse(ctx, c, replayable)
 	}
 	h := w.Header()
+	scratch := scratchOf(w)
 	var resp upResponse
 	for {
-		resp, err = readHead(c.br, r.Method, h, reqID)
+		resp, err = readHead(c.br, r.Method, h, reqID, scratch)
 		if err != nil || resp.status/100 != 1 || resp.status == http.StatusSwitchingProtocols {
 			break
 		}
@@ -354,11 +381,15 @@ func (a *App) writeRequestHead(bw *bufio.Writer, r *http.Request, reqID, upgrade
 	bw.WriteString(r.Host)
 	bw.WriteString("\r\n")
 
-	var dropped []string // headers named in Connection: hop-by-hop too
+	// Headers named in Connection are hop-by-hop too; names are compared
+	// ignoring case rather than canonicalised (no allocation).
+	var droppedBuf [8]string
+	dropped := droppedBuf[:0]
 	for _, v := range r.Header["Connection"] {
 		for tok := range strings.SplitSeq(v, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
-				dropped = append(dropped, http.CanonicalHeaderKey(tok))
+			tok = strings.Trim(tok, " \t")
+			if tok != "" {
+				dropped = append(dropped, tok)
 			}
 		}
 	}
@@ -366,7 +397,7 @@ func (a *App) writeRequestHead(bw *bufio.Writer, r *http.Request, reqID, upgrade
 		if hopHeader(k) || isForwardHeader(k) {
 			continue
 		}
-		if len(dropped) > 0 && contains(dropped, k) {
+		if len(dropped) > 0 && containsFold(dropped, k) {
 			continue
 		}
 		for _, v := range vv {
@@ -504,6 +535,15 @@ func isForwardHeader(k string) bool {
 	return false
 }
 
+func containsFold(list []string, k string) bool {
+	for _, s := range list {
+		if asciiEqualFoldLen(s, k) {
+			return true
+		}
+	}
+	return false
+}
+
 func contains(list []string, k string) bool {
 	for _, s := range list {
 		if s == k {
@@ -529,19 +569,30 @@ func upgradeType(h http.Header) string {
 	return ""
 }
 
-// requestID keeps a sane incoming X-Request-ID and makes one otherwise.
-func requestID(r *http.Request) string {
+// requestID keeps a sane incoming X-Request-ID and makes one otherwise:
+// 128 random bits in hex. With scratch (the lean frontend's) the ID is
+// formatted into it and valid for the request only; otherwise it is a
+// new string.
+func requestID(r *http.Request, scratch *connScratch) string {
 	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
 		return v[0]
 	}
+	if scratch != nil {
+		formatRequestID(&scratch.reqID)
+		return unsafeString(scratch.reqID[:])
+	}
 	var b [32]byte
+	formatRequestID(&b)
+	return string(b[:])
+}
+
+func formatRequestID(b *[32]byte) {
 	const hexdigits = "0123456789abcdef"
 	x, y := rand.Uint64(), rand.Uint64()
 	for i := range 16 {
 		b[i] = hexdigits[x>>(60-4*i)&0xf]
 		b[16+i] = hexdigits[y>>(60-4*i)&0xf]
 	}
-	return string(b[:])
 }
 
 func validRequestID(s string) bool {

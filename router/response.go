@@ -30,8 +30,12 @@ var errBadResponse = errors.New("malformed response from upstream")
 
 // readHead parses a response head from br into h, adding X-Request-Id:
 // reqID to a final response. Heads that do not fit in the connection's
-// buffer go through net/http's parser instead.
-func readHead(br *bufio.Reader, method string, h http.Header, reqID string) (upResponse, error) {
+// buffer go through net/http's parser instead. With scratch (the lean
+// frontend's), the head is copied into it and h's keys and values are
+// views of it, valid until the next readHead with the same scratch: the
+// lean frontend writes them out before that. Without it (a ResponseWriter
+// that may write the head later), the head becomes one string.
+func readHead(br *bufio.Reader, method string, h http.Header, reqID string, scratch *connScratch) (upResponse, error) {
 	var head []byte
 	for {
 		n := br.Buffered()
@@ -53,12 +57,18 @@ func readHead(br *bufio.Reader, method string, h http.Header, reqID string) (upR
 			return upResponse{}, err
 		}
 	}
-	s := string(head)
+	var s string
+	if scratch != nil {
+		scratch.respHead = append(scratch.respHead[:0], head...)
+		s = unsafeString(scratch.respHead)
+	} else {
+		s = string(head)
+	}
 	br.Discard(len(head) + 2)
-	return parseHead(s, method, h, reqID)
+	return parseHead(s, method, h, reqID, scratch)
 }
 
-func parseHead(s, method string, h http.Header, reqID string) (upResponse, error) {
+func parseHead(s, method string, h http.Header, reqID string, scratch *connScratch) (upResponse, error) {
 	line, rest, _ := strings.Cut(s, "\r\n")
 	proto, status, ok := strings.Cut(line, " ")
 	if !ok || len(status) < 3 || len(status) > 3 && status[3] != ' ' {
@@ -81,13 +91,22 @@ func parseHead(s, method string, h http.Header, reqID string) (upResponse, error
 		h = http.Header{} // an interim response's headers are not the final ones
 	}
 
-	vals := make([]string, strings.Count(rest, "\n")+1) // +1: X-Request-Id
+	var vals []string
+	if n := strings.Count(rest, "\n") + 1; scratch != nil && cap(scratch.vals) >= n { // +1: X-Request-Id
+		vals = scratch.vals[:n]
+	} else {
+		vals = make([]string, n)
+		if scratch != nil {
+			scratch.vals = vals
+		}
+	}
 	nv := 0
 	var seenBuf [32]string // keys this response set, to tell repeats from pre-set headers
 	seen := seenBuf[:0]
 	var te string
 	var haveCL bool
-	var dropped []string
+	var droppedBuf [4]string
+	dropped := droppedBuf[:0]
 	for rest != "" {
 		line, rest, _ = strings.Cut(rest, "\r\n")
 		k, v, ok := strings.Cut(line, ":")
@@ -125,7 +144,10 @@ func parseHead(s, method string, h http.Header, reqID string) (upResponse, error
 						resp.close = false
 					}
 				case tok != "" && !strings.EqualFold(tok, "upgrade"):
-					dropped = append(dropped, http.CanonicalHeaderKey(tok))
+					if !canonicalKey(tok) {
+						tok = http.CanonicalHeaderKey(tok)
+					}
+					dropped = append(dropped, tok)
 				}
 			}
 			continue

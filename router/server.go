@@ -226,8 +226,9 @@ type serverConn struct {
 
 	// Reused from request to request: nothing keeps them after serveOne.
 	parser  *requestParser
-	headBuf []byte // heads bigger than br's buffer
+	headBuf []byte // the request head; the Request's strings are views of it
 	expect  expectContinueBody
+	scratch connScratch
 }
 
 // limitReader caps what the head of a request may read from the conn.
@@ -378,6 +379,14 @@ func (sc *serverConn) serveOne() (keep, hijacked bool) {
 	sc.stopWatching()
 	if w.hijacked {
 		return false, true
+	}
+	// An odd big head or response head should not pin its memory for the
+	// connection's life.
+	if cap(sc.headBuf) > 16<<10 {
+		sc.headBuf = nil
+	}
+	if cap(sc.scratch.respHead) > 16<<10 {
+		sc.scratch.respHead = nil
 	}
 	w.finish()
 	keep = !w.closeAfter && !req.Close && sc.ctx.Err() == nil
@@ -559,6 +568,11 @@ func (w *rawWriter) reset(req *http.Request) {
 // Header implements http.ResponseWriter.
 func (w *rawWriter) Header() http.Header { return w.header }
 
+// scratch implements scratchOwner: WriteHeader writes the head into the
+// connection's buffer at once, so the proxy may give the header map views
+// of memory the next request reuses.
+func (w *rawWriter) scratch() *connScratch { return &w.sc.scratch }
+
 // WriteHeader implements http.ResponseWriter.
 func (w *rawWriter) WriteHeader(code int) {
 	if w.wrote || w.hijacked {
@@ -595,9 +609,6 @@ func (w *rawWriter) WriteHeader(code int) {
 		delete(h, "Content-Length")
 		delete(h, "Transfer-Encoding")
 	}
-	if _, ok := h["Date"]; !ok {
-		h["Date"] = []string{httpDate()}
-	}
 	if w.closeAfter {
 		h["Connection"] = closeValue
 	} else if !w.req.ProtoAtLeast(1, 1) {
@@ -605,6 +616,11 @@ func (w *rawWriter) WriteHeader(code int) {
 	}
 	writeStatusLine(bw, code)
 	writeHeaders(bw, h)
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpDate())
+		bw.WriteString("\r\n")
+	}
 	bw.WriteString("\r\n")
 	delete(h, "Transfer-Encoding")
 	delete(h, "Connection")
