@@ -218,8 +218,15 @@ func (a *App) attempt(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	if hasBody {
 		bodyDone = make(chan error, 1)
 		go func() { bodyDone <- writeBody(c.bw, r) }()
-	} else if err := c.bw.Flush(); err != nil {
-		return a.failedBeforeResponse(ctx, c, replayable)
+	} else {
+		// One write, then the wait for the response (upWriter).
+		c.armRead(now, a.proxyCfg.readTimeout)
+		c.w.awaitReply = true
+		err := c.bw.Flush()
+		c.w.awaitReply = false
+		if err != nil {
+			return a.failedBeforeResponse(ctx, c, replayable)
+		}
 	}
 	abandon := func() {
 		if hasBody {
@@ -336,6 +343,18 @@ func (a *App) failedBeforeResponse(ctx context.Context, c *upConn, replayable bo
 // copyBody streams the response body to the client, flushing as it goes
 // when the body has no declared length (streams, server-sent events).
 func copyBody(w http.ResponseWriter, body *bodyReader, flush bool, c *upConn, readTimeout time.Duration) (n int64, rerr, werr error) {
+	if body.mode == bodyFixed && body.left <= int64(body.br.Buffered()) {
+		// The whole body came with the head (small responses): straight
+		// from the connection's buffer, no copy buffer, no read.
+		if body.left == 0 {
+			return 0, nil, nil
+		}
+		data, _ := body.br.Peek(int(body.left))
+		nw, err := w.Write(data)
+		body.br.Discard(nw)
+		body.left -= int64(nw)
+		return int64(nw), nil, err
+	}
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -52,10 +53,80 @@ func nanotime() int64 { return int64(time.Since(monoStart)) }
 type upConn struct {
 	nc           net.Conn
 	br           *bufio.Reader
-	bw           *bufio.Writer
+	bw           *bufio.Writer // writes to w
+	w            upWriter
 	idleAt       int64 // nanotime when it went back to the pool
 	readDeadline int64 // nanotime of the read deadline set on nc (see armRead)
 	reused       bool  // taken from the pool rather than freshly dialled
+}
+
+// upWriter is what an upConn's bufio.Writer writes to: the connection,
+// or, with awaitReply set, the connection from inside a RawConn.Read that
+// then waits until the response can be read. A plain write followed by a
+// read costs a read syscall that finds nothing yet (EAGAIN) before Go's
+// poller waits; this way the wait comes straight after the write.
+//
+// That is sound because RawConn.Read resets the poller's readiness before
+// it first calls back (the write happens after the reset, so the response
+// arriving after it is a new readiness edge that wakes the wait). What it
+// gives up is noticing bytes or a FIN that arrived while the connection
+// sat idle in the pool before the reset: those are picked up when the
+// app's RST answers the request (a closed socket resets), or by the read
+// timeout (without one, upConns write plainly). Connections idle more
+// than a second were peeked at before use.
+type upWriter struct {
+	nc         net.Conn
+	raw        syscall.RawConn // nil: plain writes only
+	awaitReply bool
+	await      func(fd uintptr) bool // writeThenWait, bound once (no closure per request)
+	pending    []byte
+	sent       int
+	called     bool
+	writeErr   error
+}
+
+func (w *upWriter) Write(p []byte) (int, error) {
+	if !w.awaitReply || w.raw == nil {
+		return w.nc.Write(p)
+	}
+	w.awaitReply = false
+	w.pending, w.sent, w.called, w.writeErr = p, 0, false, nil
+	w.raw.Read(w.await) // its error (a deadline, a close) is the next read's too
+	sent, werr := w.sent, w.writeErr
+	w.pending, w.writeErr = nil, nil
+	if werr != nil {
+		return sent, &net.OpError{Op: "write", Net: "tcp", Addr: w.nc.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+	}
+	if sent < len(p) { // the socket buffer was full, or RawConn.Read failed before calling back
+		n, err := w.nc.Write(p[sent:])
+		return sent + n, err
+	}
+	return sent, nil
+}
+
+// writeThenWait is the RawConn.Read callback of upWriter.Write: the first
+// call writes, the next ones (after the poller saw the connection
+// readable, or a deadline) end the wait.
+func (w *upWriter) writeThenWait(fd uintptr) bool {
+	if w.called {
+		return true
+	}
+	w.called = true
+	for w.sent < len(w.pending) {
+		n, err := syscall.Write(int(fd), w.pending[w.sent:])
+		if n > 0 {
+			w.sent += n
+		}
+		switch {
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			return true // the rest goes out with a blocking write; no wait here
+		case err != nil:
+			w.writeErr = err
+			return true
+		}
+	}
+	return false
 }
 
 // connPool keeps idle connections to one upstream, newest first (LIFO keeps
@@ -109,11 +180,16 @@ func (p *connPool) dial(ctx context.Context) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{
-		nc: nc,
-		br: bufio.NewReaderSize(nc, 4096),
-		bw: bufio.NewWriterSize(nc, 4096),
-	}, nil
+	c := &upConn{nc: nc, br: bufio.NewReaderSize(nc, 4096)}
+	c.w.nc = nc
+	if sc, ok := nc.(syscall.Conn); ok && p.cfg.readTimeout > 0 {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.w.raw = raw
+			c.w.await = c.w.writeThenWait
+		}
+	}
+	c.bw = bufio.NewWriterSize(&c.w, 4096)
+	return c, nil
 }
 
 // put returns a connection to the pool, or closes it when the pool is full
