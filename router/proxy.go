@@ -459,16 +459,16 @@ func (a *App) writeRequestHead(bw *bufio.Writer, r *http.Request, reqID, upgrade
 	}
 	bw.WriteString(clientIP)
 	bw.WriteString("\r\nX-Forwarded-Proto: ")
-	if prior := r.Header.Get("X-Forwarded-Proto"); trusted && prior != "" {
-		bw.WriteString(prior)
+	if prior := r.Header["X-Forwarded-Proto"]; trusted && len(prior) > 0 && prior[0] != "" {
+		bw.WriteString(prior[0])
 	} else if r.TLS != nil {
 		bw.WriteString("https")
 	} else {
 		bw.WriteString("http")
 	}
 	bw.WriteString("\r\nX-Forwarded-Host: ")
-	if prior := r.Header.Get("X-Forwarded-Host"); trusted && prior != "" {
-		bw.WriteString(prior)
+	if prior := r.Header["X-Forwarded-Host"]; trusted && len(prior) > 0 && prior[0] != "" {
+		bw.WriteString(prior[0])
 	} else {
 		bw.WriteString(r.Host)
 	}
