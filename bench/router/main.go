@@ -279,8 +279,9 @@ func run(duration time.Duration, rounds, conns, threads int, targets []string, k
 		procs[t] = p
 	}
 
-	fmt.Printf("router benchmark: wrk -t%d -c%d -d%s, 2-byte response, %d round(s), %d CPUs, berth env %q\n",
-		threads, conns, duration, rounds, runtime.NumCPU(), berthEnv)
+	fmt.Printf("router benchmark: wrk -t%d -c%d -d%s, 2-byte response, %d round(s), %d CPUs, berth env %q, load average %s\n",
+		threads, conns, duration, rounds, runtime.NumCPU(), berthEnv, loadAvg())
+	defer func() { fmt.Printf("load average at the end: %s\n", loadAvg()) }()
 	all := map[string][]result{}
 	for round := range rounds {
 		for _, t := range targets {
@@ -322,7 +323,7 @@ func run(duration time.Duration, rounds, conns, threads int, targets []string, k
 				res.newConnsPer1000 = float64(accepts.Load()-acc0) * 1000 / float64(res.requests)
 			}
 			all[t] = append(all[t], res)
-			fmt.Fprintf(os.Stderr, "round %d %-20s %9.0f req/s\n", round+1, t, res.rps)
+			fmt.Fprintf(os.Stderr, "round %d %-20s %9.0f req/s  (load %s)\n", round+1, t, res.rps, loadAvg())
 		}
 	}
 
@@ -373,6 +374,20 @@ func run(duration time.Duration, rounds, conns, threads int, targets []string, k
 	}
 	tw.Flush()
 	return nil
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages: the neighbours' load
+// moves absolute numbers (and, less, ratios), so every report says it.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func median(rs []result, f func(result) float64) float64 {
