@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/berthpaas/berth/cluster/state"
 	"github.com/hashicorp/raft"
@@ -93,6 +94,10 @@ type FSM struct {
 
 	mu    sync.RWMutex
 	store *state.Store
+	// applied is the index of the last command this FSM has applied (or a
+	// restored snapshot covers). raft's own AppliedIndex runs ahead of the
+	// FSM: raft counts a batch applied when it hands it to the FSM goroutine.
+	applied atomic.Uint64
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -202,6 +207,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		panic(fmt.Sprintf("fsm: unknown message type %d at index %d; is this server older than the cluster?", t, l.Index))
 	}
 	txn := f.State().Write(l.Index)
+	defer f.applied.Store(l.Index)
 	res, err := e.apply(txn, l.Data[1:])
 	if err != nil {
 		txn.Abort()
@@ -210,6 +216,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 	txn.Commit()
 	return res
 }
+
+// AppliedIndex is the index of the last command whose effect is in State
+// (after a snapshot restore: at least the last one that changed state).
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 // Snapshot implements raft.FSM; it is O(1), Persist does the work.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
@@ -227,6 +237,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	old := f.store
 	f.store = st
 	f.mu.Unlock()
+	if idx := st.Snapshot().LatestIndex(); idx > f.applied.Load() {
+		f.applied.Store(idx)
+	}
 	old.Abandon()
 	return nil
 }

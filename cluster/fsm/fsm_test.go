@@ -103,11 +103,17 @@ func TestSnapshotPersistRestore(t *testing.T) {
 	f := newFSM(t)
 	applyAll(t, f, commands(t))
 	data := persist(t, f)
+	if got, want := f.AppliedIndex(), uint64(len(commands(t))); got != want {
+		t.Fatalf("AppliedIndex after %d commands = %d", want, got)
+	}
 
 	g := newFSM(t)
 	old := g.State()
 	if err := g.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
 		t.Fatal(err)
+	}
+	if got := g.AppliedIndex(); got == 0 || got != g.State().Snapshot().LatestIndex() {
+		t.Fatalf("AppliedIndex after restore = %d, want the restored state's index %d", got, g.State().Snapshot().LatestIndex())
 	}
 	select {
 	case <-old.AbandonCh():

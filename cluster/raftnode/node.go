@@ -244,10 +244,10 @@ func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
 
 // WaitForAppliedIndex blocks until the FSM has applied idx or ctx ends.
 func (n *Node) WaitForAppliedIndex(ctx context.Context, idx uint64) error {
-	for n.raft.AppliedIndex() < idx {
+	for n.fsm.AppliedIndex() < idx {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for index %d (applied %d): %w", idx, n.raft.AppliedIndex(), ctx.Err())
+			return fmt.Errorf("waiting for index %d (applied %d): %w", idx, n.fsm.AppliedIndex(), ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
