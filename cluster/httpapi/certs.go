@@ -39,6 +39,15 @@ func certKey(r *request) (string, error) {
 	return key, nil
 }
 
+// lockName checks the {name} path value of a storage lock.
+func lockName(r *request) (string, error) {
+	name := r.PathValue("name")
+	if name == "" || len(name) > 1024 || strings.ContainsFunc(name, func(c rune) bool { return c < 0x21 || c == 0x7f }) {
+		return "", badRequest("lock name: 1-1024 printable characters without spaces")
+	}
+	return name, nil
+}
+
 func (a *API) certsGet(w http.ResponseWriter, r *request) error {
 	if _, err := r.require(auth.RouteTraffic, ""); err != nil {
 		return err
@@ -139,8 +148,12 @@ func (a *API) certLock(w http.ResponseWriter, r *request) error {
 	if req.Owner == "" || len(req.Owner) > 255 {
 		return badRequest("owner: 1-255 characters")
 	}
+	name, err := lockName(r)
+	if err != nil {
+		return err
+	}
 	now := time.Now().UTC()
-	_, _, err = r.apply(fsm.CertLock{Name: r.PathValue("name"), Owner: req.Owner, Now: now, Expires: now.Add(ttl)})
+	_, _, err = r.apply(fsm.CertLock{Name: name, Owner: req.Owner, Now: now, Expires: now.Add(ttl)})
 	if errors.Is(err, state.ErrLocked) {
 		return &api.Error{Code: api.CodeConflict, Message: err.Error()}
 	}
@@ -159,7 +172,11 @@ func (a *API) certUnlock(w http.ResponseWriter, r *request) error {
 	if owner == "" {
 		return badRequest("give the lock's owner: ?owner=...")
 	}
-	if _, _, err := r.apply(fsm.CertLock{Name: r.PathValue("name"), Owner: owner, Release: true}); err != nil {
+	name, err := lockName(r)
+	if err != nil {
+		return err
+	}
+	if _, _, err := r.apply(fsm.CertLock{Name: name, Owner: owner, Release: true}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
