@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -255,3 +260,92 @@ func startRawBackend(b *testing.B) string {
 }
 
 const timeFormatGMT = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// TestLeanProxyConnectionMemory: on the lean frontend a request's strings
+// and its response's headers are views of the connection's memory, reused
+// by the next request (parse.go, connScratch). Nothing of one exchange
+// may show in the next: requests of different sizes and header sets go
+// over one keep-alive connection to an app that answers each with
+// different headers, and every response must carry exactly its own.
+func TestLeanProxyConnectionMemory(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{} // request ID → path, as the app saw them
+	app := newHandlerBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("X-Request-Id")] = r.URL.Path
+		mu.Unlock()
+		h := w.Header()
+		if strings.HasPrefix(r.URL.Path, "/long") {
+			h.Set("X-Long", strings.Repeat("l", 3000))
+			h.Add("Set-Cookie", "a=1")
+			h.Add("Set-Cookie", "b=2")
+		} else {
+			h.Set("X-Short", "s")
+		}
+		io.WriteString(w, r.URL.Path)
+	})
+	tr := startRouter(t, Options{Source: NewStaticSource(Route{App: "app", Release: 1, Upstreams: []string{app}})})
+	tr.waitRelease(t, "app", 1)
+	nc, err := net.Dial("tcp", tr.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	br := bufio.NewReader(nc)
+	ids := map[string]bool{}
+	for i := range 40 {
+		path := fmt.Sprintf("/short/%d", i)
+		if i%3 == 0 {
+			path = fmt.Sprintf("/long/%d/%s", i, strings.Repeat("p", 500+i*37))
+		}
+		req := "GET " + path + " HTTP/1.1\r\nHost: app.apps.test\r\n"
+		wantID := ""
+		if i%4 == 1 {
+			wantID = fmt.Sprintf("client-id-%d", i)
+			req += "X-Request-Id: " + wantID + "\r\n"
+		}
+		if i%5 == 2 {
+			req += "X-Padding: " + strings.Repeat("x", 1000+i) + "\r\n"
+		}
+		if _, err := io.WriteString(nc, req+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != path {
+			t.Fatalf("request %d: body %q, want %q", i, body, path)
+		}
+		long := strings.HasPrefix(path, "/long")
+		if got := resp.Header.Get("X-Long"); long != (got != "") || long && got != strings.Repeat("l", 3000) {
+			t.Errorf("request %d (%s): X-Long %.20q", i, path[:6], got)
+		}
+		if got := resp.Header.Get("X-Short"); long == (got == "s") {
+			t.Errorf("request %d (%s): X-Short %q", i, path[:6], got)
+		}
+		if got := resp.Header.Values("Set-Cookie"); long && (len(got) != 2 || got[0] != "a=1" || got[1] != "b=2") || !long && len(got) != 0 {
+			t.Errorf("request %d: Set-Cookie %q", i, got)
+		}
+		id := resp.Header.Get("X-Request-Id")
+		if wantID != "" && id != wantID || wantID == "" && (len(id) != 32 || ids[id]) {
+			t.Errorf("request %d: X-Request-Id %q (client sent %q)", i, id, wantID)
+		}
+		ids[id] = true
+		mu.Lock()
+		p := seen[id]
+		mu.Unlock()
+		if p != path {
+			t.Errorf("request %d: the app saw request ID %q for %.20q, want %.20q", i, id, p, path)
+		}
+	}
+}
+
+// newHandlerBackend is an app serving h.
+func newHandlerBackend(t *testing.T, h http.HandlerFunc) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
