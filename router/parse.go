@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -85,14 +86,7 @@ func headEnd(b []byte) int {
 	}
 }
 
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
+func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }
 
 // readRequestHead reads the next request head from br and returns it as
 // one string (with its final empty line), up to limit bytes. The string
@@ -106,10 +100,7 @@ func readRequestHead(br *bufio.Reader, buf *[]byte, limit int) (string, error) {
 		if n > 0 {
 			data, _ := br.Peek(n)
 			if end := headEnd(data); end >= 0 {
-				b := append((*buf)[:0], data[:end]...)
-				*buf = b
-				br.Discard(end)
-				return unsafeString(b), nil
+				return takeHead(br, buf, end), nil
 			}
 			if n >= br.Size() {
 				return readLongHead(br, buf, limit)
@@ -122,6 +113,16 @@ func readRequestHead(br *bufio.Reader, buf *[]byte, limit int) (string, error) {
 			return "", err
 		}
 	}
+}
+
+// takeHead copies the head, the first end bytes buffered in br, into
+// *buf and returns it as readRequestHead does.
+func takeHead(br *bufio.Reader, buf *[]byte, end int) string {
+	data, _ := br.Peek(end)
+	b := append((*buf)[:0], data...)
+	*buf = b
+	br.Discard(end)
+	return unsafeString(b)
 }
 
 // unsafeString is b as a string without a copy: b must not change while
@@ -236,7 +237,7 @@ func (p *requestParser) parse(head string, br *bufio.Reader) (*http.Request, err
 		if !isToken(k) {
 			return nil, errBadHeaderName
 		}
-		v = strings.Trim(v, " \t")
+		v = trimOWS(v)
 		if !validHeaderValue(v) {
 			return nil, errBadHeaderVal
 		}
@@ -456,6 +457,17 @@ func headerHasToken(v, token string) bool {
 		}
 	}
 	return false
+}
+
+// trimOWS is strings.Trim(s, " \t") without building a set per call.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 func asciiEqualFoldLen(a, b string) bool { return len(a) == len(b) && asciiEqualFold(a, b) }

@@ -113,7 +113,7 @@ func parseHead(s, method string, h http.Header, reqID string, scratch *connScrat
 		if !ok || k == "" || !validHeaderKey(k) {
 			return upResponse{}, fmt.Errorf("%w: header line %q", errBadResponse, line)
 		}
-		v = strings.Trim(v, " \t")
+		v = trimOWS(v)
 		if strings.ContainsAny(v, "\r\n\x00") {
 			return upResponse{}, fmt.Errorf("%w: header %s", errBadResponse, k)
 		}

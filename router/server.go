@@ -325,14 +325,19 @@ func (sc *serverConn) serveOne() (keep, hijacked bool) {
 	// in MaxHeaderBytes. Most heads are already buffered whole; they skip
 	// the deadline.
 	buffered, _ := sc.br.Peek(sc.br.Buffered())
-	headBuffered := headEnd(buffered) >= 0
-	if !headBuffered {
+	end := headEnd(buffered)
+	headBuffered := end >= 0
+	var head string
+	var err error
+	if headBuffered {
+		head = takeHead(sc.br, &sc.headBuf, end)
+	} else {
 		sc.nc.SetReadDeadline(time.Now().Add(sc.f.readHeaderTimeout))
 		sc.idleDeadline = 0
+		sc.lr.remain = int64(sc.f.maxHeaderBytes) + 4096 - int64(len(buffered))
+		head, err = readRequestHead(sc.br, &sc.headBuf, sc.f.maxHeaderBytes+4096)
+		sc.lr.remain = noLimit
 	}
-	sc.lr.remain = int64(sc.f.maxHeaderBytes) + 4096 - int64(len(buffered))
-	head, err := readRequestHead(sc.br, &sc.headBuf, sc.f.maxHeaderBytes+4096)
-	sc.lr.remain = noLimit
 	var req *http.Request
 	if err == nil {
 		req, err = sc.parser.parse(head, sc.br)
