@@ -82,7 +82,9 @@ func (l *accessLog) log(e *logEntry) {
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, e.bytes, 10)
 	b = append(b, `,"duration_ms":`...)
-	b = strconv.AppendFloat(b, float64(e.duration.Microseconds())/1000, 'f', 3, 64)
+	us := max(e.duration.Microseconds(), 0) // milliseconds with 3 decimals, without float formatting
+	b = strconv.AppendInt(b, us/1000, 10)
+	b = append(b, '.', byte('0'+us/100%10), byte('0'+us/10%10), byte('0'+us%10))
 	b = append(b, "}\n"...)
 	l.buf = b
 	if len(b) >= accessLogFlushSize {
