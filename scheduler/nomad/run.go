@@ -18,8 +18,14 @@ import (
 )
 
 // outputSettle is how long Run gives Nomad's log collector after a
-// one-off task died, before it reads the rest of the task's output.
-const outputSettle = 250 * time.Millisecond
+// one-off task died, before it reads the rest of the task's output. On a
+// busy host the collector can lag behind: when no output at all has
+// arrived by then, Run reads again every outputSettle for up to
+// outputPatience (a command that prints nothing pays that wait).
+const (
+	outputSettle   = 250 * time.Millisecond
+	outputPatience = 2 * time.Second
+)
 
 // Run implements scheduler.Runtime with a one-off batch job
 // berth-APP-run-RANDOM with rel's image and config (no restart, no
@@ -123,18 +129,24 @@ func (r *Runtime) Run(ctx context.Context, rel scheduler.Release, opts scheduler
 		return -1, fmt.Errorf("%s: %w", what, err)
 	}
 	if !ts.StartedAt.IsZero() {
-		for i, typ := range streams {
-			skip := written[i]
-			err := r.readLogs(ctx, alloc, runTask, typ, "start", 0, false, func(p []byte) {
-				if skip >= int64(len(p)) {
-					skip -= int64(len(p))
-					return
+		deadline := time.Now().Add(outputPatience)
+		for {
+			for i, typ := range streams {
+				skip := written[i]
+				err := r.readLogs(ctx, alloc, runTask, typ, "start", 0, false, func(p []byte) {
+					if skip >= int64(len(p)) {
+						skip -= int64(len(p))
+						return
+					}
+					write(i)(p[skip:])
+					skip = 0
+				})
+				if err != nil {
+					r.log.Warn("run: read output", "job", id, "stream", typ, "err", err)
 				}
-				write(i)(p[skip:])
-				skip = 0
-			})
-			if err != nil {
-				r.log.Warn("run: read output", "job", id, "stream", typ, "err", err)
+			}
+			if written[0]+written[1] > 0 || time.Now().After(deadline) || sleep(ctx, outputSettle) != nil {
+				break
 			}
 		}
 	}
