@@ -406,7 +406,7 @@ func (a *App) writeRequestHead(bw *bufio.Writer, r *http.Request, reqID, upgrade
 	dropped := droppedBuf[:0]
 	for _, v := range r.Header["Connection"] {
 		for tok := range strings.SplitSeq(v, ",") {
-			tok = strings.Trim(tok, " \t")
+			tok = trimOWS(tok)
 			if tok != "" {
 				dropped = append(dropped, tok)
 			}
