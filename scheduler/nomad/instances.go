@@ -36,6 +36,7 @@ func (r *Runtime) Instances(ctx context.Context, app string) ([]scheduler.Instan
 		return nil, fmt.Errorf("instances of %s: %w", app, err)
 	}
 	checks := map[string]map[string]string{} // job ID → group → check type
+	ended := map[string]bool{}               // job ID → purged or stopped
 	needHealth := false
 	for _, a := range stubs {
 		if _, seen := checks[a.JobID]; seen || !visible(a) {
@@ -45,6 +46,7 @@ func (r *Runtime) Instances(ctx context.Context, app string) ([]scheduler.Instan
 		if err != nil {
 			return nil, fmt.Errorf("instances of %s: %w", app, err)
 		}
+		ended[a.JobID] = job == nil || stopped(job)
 		checks[a.JobID] = groupChecks(job)
 		for _, c := range checks[a.JobID] {
 			needHealth = needHealth || c != scheduler.CheckNone
@@ -60,7 +62,10 @@ func (r *Runtime) Instances(ctx context.Context, app string) ([]scheduler.Instan
 	out := make([]scheduler.Instance, 0, len(stubs))
 	for _, a := range stubs {
 		version, _, ok := parseJobID(app, a.JobID)
-		if !ok || !visible(a) {
+		if !ok || !visible(a) || (terminal(a) && ended[a.JobID]) {
+			// A failed allocation waiting for its reschedule keeps desired
+			// status "run" even after its job is stopped or purged; it is
+			// no instance any more.
 			continue
 		}
 		check, known := checks[a.JobID][a.TaskGroup]

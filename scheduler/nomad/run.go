@@ -32,17 +32,18 @@ const (
 // reschedule), purged when the command ends (also when ctx ends, which
 // kills it).
 //
-// Without Stdin (and when detached) the argv is the task itself, run
-// without a shell (it replaces the image's entrypoint): its output is read
-// from the task's logs while it runs, and the exit code from its
-// termination event. A command Nomad cannot start (no such executable)
-// returns -1 and the driver's error.
+// An attached command runs in a task that is `/bin/sh -c "exec sleep ..."`
+// (buildpack images have both): the argv is executed into it through
+// Nomad's exec API, with stdin, stdout and stderr attached, and the exit
+// code is the exec'd command's. Nomad cannot attach stdin to a task, and
+// its log collector can lose the output of a task that exits at once.
 //
-// Nomad cannot attach stdin to a task, so with Stdin the task runs
-// `/bin/sh -c "exec sleep ..."` (the image needs /bin/sh and sleep, as
-// buildpack images have) and the argv is executed into it through Nomad's
-// exec API, with stdin, stdout and stderr attached; the exit code is the
-// exec'd command's.
+// When the image has no shell to sleep in (FROM scratch), and always when
+// detached, the argv is the task itself, run without a shell (it replaces
+// the image's entrypoint): its output is read from the task's logs while
+// it runs, and the exit code from its termination event. Such images
+// cannot take stdin. A command Nomad cannot start (no such executable)
+// returns -1 and the driver's error.
 //
 // A detached command returns 0 once Nomad accepted its job; the job stays
 // (Nomad collects dead batch jobs after a few hours) until Destroy.
@@ -58,11 +59,29 @@ func (r *Runtime) Run(ctx context.Context, rel scheduler.Release, opts scheduler
 	if len(opts.Command) == 0 || opts.Command[0] == "" {
 		return -1, fmt.Errorf("%w: run needs a command", ErrInvalid)
 	}
-	stdout, stderr := orDiscard(opts.Stdout), orDiscard(opts.Stderr)
-	mode := runDirect
-	if !opts.Detach && opts.Stdin != nil {
-		mode = runExec
+	if opts.Detach {
+		return r.run(ctx, rel, opts, runDirect)
 	}
+	// Attached commands exec into a sleeping task, so their output comes
+	// through the exec stream: Nomad's docker log collector is stopped as
+	// soon as a task's container exits and, on a busy host, can lose all
+	// the output of a command that ends at once. Images without /bin/sh
+	// and sleep (FROM scratch) run the argv as the task itself.
+	code, err := r.run(ctx, rel, opts, runExec)
+	if errors.Is(err, errSleeperDied) && opts.Stdin == nil {
+		r.log.Debug("run: no shell to exec into; running the command as the task", "app", rel.App, "err", err)
+		return r.run(ctx, rel, opts, runDirect)
+	}
+	return code, err
+}
+
+// errSleeperDied: the sleeping task of an exec run died before the command
+// could be exec'd into it (typically: the image has no /bin/sh or sleep).
+var errSleeperDied = errors.New("the task to exec the command into died")
+
+// run runs one one-off job in mode.
+func (r *Runtime) run(ctx context.Context, rel scheduler.Release, opts scheduler.RunOptions, mode runMode) (int, error) {
+	stdout, stderr := orDiscard(opts.Stdout), orDiscard(opts.Stderr)
 	id := runJobID(rel.App)
 	what := fmt.Sprintf("run %q in %s v%d", opts.Command[0], rel.App, rel.Version)
 	resp, err := r.register(ctx, runJob(id, rel, opts.Command, mode, r.jobOptions()), nil)
@@ -80,7 +99,11 @@ func (r *Runtime) Run(ctx context.Context, rel scheduler.Release, opts scheduler
 		return -1, fmt.Errorf("%s: %w", what, err)
 	}
 	if mode == runExec {
-		code, err := r.c.stream.Exec(ctx, alloc, runTask, false, opts.Command, opts.Stdin, stdout, stderr, nil, qopts(ctx))
+		stdin := opts.Stdin
+		if stdin == nil {
+			stdin = strings.NewReader("") // the command reads EOF
+		}
+		code, err := r.c.stream.Exec(ctx, alloc, runTask, false, opts.Command, stdin, stdout, stderr, nil, qopts(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return -1, fmt.Errorf("%s: %w", what, ctx.Err())
@@ -205,7 +228,7 @@ func (r *Runtime) waitTask(ctx context.Context, id, evalID string, running bool)
 			}
 			dead := ts.State == "dead"
 			if dead && running {
-				return nil, nil, errors.New(cmpOrString(taskMessage(ts), "the task died before the command could run"))
+				return nil, nil, fmt.Errorf("%w: %s", errSleeperDied, cmpOrString(taskMessage(ts), "it exited"))
 			}
 			if (ts.State == "running" && !ts.StartedAt.IsZero()) || dead {
 				alloc, _, err := r.c.allocs.Info(a.ID, qopts(ctx))
