@@ -27,6 +27,10 @@ const (
 	HeaderForwardedBy  = "X-Berth-Forwarded-By"
 	HeaderForwardedFor = "X-Berth-Forwarded-For"
 	HeaderForwardSig   = "X-Berth-Forward-Sig"
+	// HeaderHop marks the refusal of a forwarded request by a server that
+	// is not the leader (it did nothing with it), so the forwarding server
+	// can try the new leader instead of passing the refusal on.
+	HeaderHop = "X-Berth-Hop"
 )
 
 // ErrHop means a forwarded request reached a server that is not the leader.
@@ -85,6 +89,13 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, leaderAddr s
 		},
 		Transport:     f.transport,
 		FlushInterval: -1,
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.Header.Get(HeaderHop) != "" {
+				resp.Body.Close()
+				return ErrHop
+			}
+			return nil
+		},
 		ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) {
 			failed = fmt.Errorf("forward to leader at %s: %w", leaderAddr, err)
 		},

@@ -3,6 +3,7 @@ package forward
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -68,5 +69,20 @@ func TestForwardToDeadLeaderReportsError(t *testing.T) {
 	err := f.Forward(rec, httptest.NewRequest(http.MethodGet, "/v1/apps", nil), "127.0.0.1:1")
 	if err == nil || rec.Body.Len() != 0 {
 		t.Fatalf("Forward to a dead leader = %v, wrote %q; want an error and nothing written", err, rec.Body.String())
+	}
+}
+
+func TestForwardToAFormerLeaderReportsHop(t *testing.T) {
+	former := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderHop, "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":{"code":"no_leader","message":"hop"}}`))
+	}))
+	defer former.Close()
+	f := New("s2", func() Signer { return nil }, slog.Default())
+	rec := httptest.NewRecorder()
+	err := f.Forward(rec, httptest.NewRequest(http.MethodPost, "/v1/apps", nil), strings.TrimPrefix(former.URL, "http://"))
+	if !errors.Is(err, ErrHop) || rec.Body.Len() != 0 || rec.Code != http.StatusOK {
+		t.Fatalf("Forward to a former leader = %v, wrote %d %q; want ErrHop and nothing written (the caller retries)", err, rec.Code, rec.Body.String())
 	}
 }

@@ -255,11 +255,13 @@ func (a *API) handleLimit(pattern string, k kind, limit int64, h handlerFunc) {
 }
 
 // forward sends hr to the leader. While no leader is known, or the known
-// one cannot be reached (it may have just died), it retries for up to
-// LeaderWait, then answers 503. The body is buffered (it is at most MaxBody)
+// one cannot be reached (it may have just died) or refuses the request
+// because it is no longer leader, it retries for up to LeaderWait, then
+// answers 503. The body is buffered (it is at most MaxBody)
 // so a retry can send it again.
 func (a *API) forward(w http.ResponseWriter, hr *http.Request) {
 	if forward.IsForwarded(hr) {
+		w.Header().Set(forward.HeaderHop, "1") // the forwarding server retries elsewhere
 		writeError(w, forward.ErrHop)
 		return
 	}
