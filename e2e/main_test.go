@@ -31,11 +31,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newCluster starts an n-server cluster that is killed when the test ends;
-// on failure the servers' logs are printed.
+// newCluster starts an n-server cluster (no builds, no runtime) that is
+// killed when the test ends; on failure the servers' logs are printed.
 func newCluster(t *testing.T, n int, raft map[string]any) *harness.Cluster {
 	t.Helper()
-	c, err := harness.New(berthBin, t.TempDir(), n, harness.Options{Raft: raft})
+	return startCluster(t, n, harness.Options{Raft: raft})
+}
+
+// startCluster starts an n-server cluster with opts that is killed (its
+// routers and containers removed) when the test ends; on failure the
+// servers' and routers' logs are printed.
+func startCluster(t *testing.T, n int, opts harness.Options) *harness.Cluster {
+	t.Helper()
+	c, err := harness.New(berthBin, t.TempDir(), n, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

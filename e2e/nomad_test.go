@@ -66,21 +66,9 @@ func buildTinyImages(t *testing.T, prefix string, n int) []string {
 func TestNomadRuntimeThroughTheServer(t *testing.T) {
 	requireDocker(t)
 	agents := nomadtest.Start(t)
-	c, err := harness.New(berthBin, t.TempDir(), 1, harness.Options{Builds: true, Stack: testStack, Runtime: "nomad",
+	c := startCluster(t, 1, harness.Options{Builds: true, Stack: testStack, Runtime: "nomad",
 		Nomad: map[string]any{"addr": agents.NomadAddr, "consul_addr": agents.ConsulAddr}, AppsDomain: "apps.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-	})
 	ctx := ctxT(t, 10*time.Minute)
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	cl := c.Client(0)
 	// A router finds the nomad runtime's instances in Consul.
 	tok, err := cl.CreateToken(ctx, api.TokenCreateRequest{Name: "edge", Role: api.RoleRouter})
@@ -148,21 +136,9 @@ func TestNomadRuntimeThroughTheServer(t *testing.T) {
 func TestNomadLeaderFailoverMidDeploy(t *testing.T) {
 	requireDocker(t)
 	agents := nomadtest.Start(t)
-	c, err := harness.New(berthBin, t.TempDir(), 3, harness.Options{Builds: true, Stack: testStack, Runtime: "nomad",
+	c := startCluster(t, 3, harness.Options{Builds: true, Stack: testStack, Runtime: "nomad",
 		Nomad: map[string]any{"addr": agents.NomadAddr, "consul_addr": agents.ConsulAddr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-	})
 	ctx := ctxT(t, 10*time.Minute)
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	leader, err := c.WaitLeader(ctx, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)

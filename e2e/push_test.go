@@ -37,22 +37,7 @@ func requireDocker(t *testing.T) {
 func newBuildCluster(t *testing.T, build map[string]any) *harness.Cluster {
 	t.Helper()
 	requireDocker(t)
-	c, err := harness.New(berthBin, t.TempDir(), 1, harness.Options{Builds: true, Stack: testStack, Build: build, Runtime: "docker"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return startCluster(t, 1, harness.Options{Builds: true, Stack: testStack, Build: build, Runtime: "docker"})
 }
 
 // pusher is a developer's checkout with an SSH key registered in berth.

@@ -102,21 +102,9 @@ func keepAliveLoad(ctx context.Context, n int, router, host string) (*loadResult
 // serving — and starts — while the control plane is down.
 func TestRouterServesAppsThroughDeploys(t *testing.T) {
 	requireDocker(t)
-	c, err := harness.New(berthBin, t.TempDir(), 1, harness.Options{Builds: true, Stack: testStack, Runtime: "docker",
+	c := startCluster(t, 1, harness.Options{Builds: true, Stack: testStack, Runtime: "docker",
 		AppsDomain: "apps.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-	})
 	ctx := ctxT(t, 15*time.Minute)
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	cl := c.Client(0)
 	cli := newCLI(t, c.Servers[0].APIAddr, c.RootToken)
 	tok, err := cl.CreateToken(ctx, api.TokenCreateRequest{Name: "edge", Role: api.RoleRouter})

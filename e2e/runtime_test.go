@@ -218,20 +218,8 @@ func TestRuntimeDeployScaleRunLogsAndHealing(t *testing.T) {
 // slow-starting release: the next leader finishes it.
 func TestLeaderFailoverMidDeploy(t *testing.T) {
 	requireDocker(t)
-	c, err := harness.New(berthBin, t.TempDir(), 3, harness.Options{Builds: true, Stack: testStack, Runtime: "docker"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-	})
+	c := startCluster(t, 3, harness.Options{Builds: true, Stack: testStack, Runtime: "docker"})
 	ctx := ctxT(t, 10*time.Minute)
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	leader, err := c.WaitLeader(ctx, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)

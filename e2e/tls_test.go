@@ -90,21 +90,9 @@ func addrPort(t *testing.T, addr string) int {
 func TestTwoRoutersShareCertificates(t *testing.T) {
 	requireDocker(t)
 	began := time.Now()
-	c, err := harness.New(berthBin, t.TempDir(), 1, harness.Options{Builds: true, Stack: testStack, Runtime: "docker",
+	c := startCluster(t, 1, harness.Options{Builds: true, Stack: testStack, Runtime: "docker",
 		AppsDomain: "apps.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-	})
 	ctx := ctxT(t, 5*time.Minute)
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	cl := c.Client(0)
 
 	// The app, on the docker runtime.
@@ -134,6 +122,7 @@ func TestTwoRoutersShareCertificates(t *testing.T) {
 	// port A's HTTPS port. Router B's listeners are on other ports.
 	var aHTTP, aHTTPS, bHTTP, bHTTPS string
 	for _, p := range []*string{&aHTTP, &aHTTPS, &bHTTP, &bHTTPS} {
+		var err error
 		if *p, err = c.FreeAddr(); err != nil {
 			t.Fatal(err)
 		}
