@@ -278,6 +278,11 @@ func embeddedRouter(c *cli.Context, srv *server.Server, log *slog.Logger) (func(
 		setup.Consul = cl
 	}
 	stop, err := startRouter(c.Context, setup)
+	if err != nil && eff.Dev && !c.IsSet("router-http") && !c.IsSet("router-https") {
+		// The default ports are taken: a dev server is still useful.
+		log.Warn("no dev router: its default ports are taken; use --router-http and --router-https to move it", "err", err)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (use --router-http to move the dev router, or --no-router)", err)
 	}
