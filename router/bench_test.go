@@ -1,10 +1,8 @@
 package router
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -141,34 +139,12 @@ func benchSwitch(b *testing.B, apps int, state bool) {
 	routes := benchRoutes(apps)
 	routes[0].Upstreams = []string{addrs[0]}
 	src := NewStaticSource(routes...)
-	opts := Options{
-		HTTPAddr:      "127.0.0.1:0",
-		Source:        src,
-		AppsDomain:    "apps.test",
-		Logger:        slog.New(slog.DiscardHandler),
-		CaddyLogLevel: "ERROR",
-	}
+	opts := Options{Source: src}
 	if state {
 		opts.StateFile = filepath.Join(b.TempDir(), "routes.json")
 	}
-	r, err := New(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := r.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		r.Stop(sctx)
-	}()
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := r.WaitForRelease(wctx, routes[0].App, 1); err != nil {
-		b.Fatal(err)
-	}
+	r := startRouter(b, opts)
+	r.waitRelease(b, routes[0].App, 1)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	defer client.CloseIdleConnections()
 	url := "http://" + r.Addr() + "/"
@@ -195,9 +171,7 @@ func benchSwitch(b *testing.B, apps int, state bool) {
 		routes[0].Upstreams = []string{addrs[next]}
 		start := time.Now()
 		src.Set(routes...)
-		if err := r.WaitForRelease(wctx, routes[0].App, routes[0].Release); err != nil {
-			b.Fatal(err)
-		}
+		r.waitRelease(b, routes[0].App, routes[0].Release)
 		waits = append(waits, time.Since(start))
 		for {
 			body, err := get()

@@ -126,7 +126,7 @@ type testRouter struct {
 	client *http.Client
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("BERTH_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -134,7 +134,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // startRouter runs a router on a free port and stops it when the test ends.
-func startRouter(t *testing.T, opts Options) *testRouter {
+func startRouter(t testing.TB, opts Options) *testRouter {
 	t.Helper()
 	if opts.HTTPAddr == "" {
 		opts.HTTPAddr = "127.0.0.1:0"
@@ -195,7 +195,7 @@ func (tr *testRouter) get(t *testing.T, host, path string, hdr ...string) (*http
 }
 
 // waitRelease waits until the router serves release of app.
-func (tr *testRouter) waitRelease(t *testing.T, app string, release uint64) {
+func (tr *testRouter) waitRelease(t testing.TB, app string, release uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

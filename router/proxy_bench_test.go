@@ -3,10 +3,8 @@ package router
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,31 +31,11 @@ import (
 // talking to the app without the router, the floor to subtract.
 func BenchmarkLeanProxy(b *testing.B) {
 	up := startRawBackend(b)
-	r, err := New(Options{
-		HTTPAddr:      "127.0.0.1:0",
-		Source:        NewStaticSource(Route{App: "bench", Release: 1, Upstreams: []string{up}}),
-		AppsDomain:    "apps.test",
-		AccessLog:     nopWriter{},
-		Logger:        slog.New(slog.DiscardHandler),
-		CaddyLogLevel: "ERROR",
+	r := startRouter(b, Options{
+		Source:    NewStaticSource(Route{App: "bench", Release: 1, Upstreams: []string{up}}),
+		AccessLog: nopWriter{},
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := r.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		r.Stop(sctx)
-	}()
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := r.WaitForRelease(wctx, "bench", 1); err != nil {
-		b.Fatal(err)
-	}
+	r.waitRelease(b, "bench", 1)
 	addr := r.Addr()
 	b.Run("direct/serial", func(b *testing.B) {
 		c := dialBenchClient(b, up, "GET / HTTP/1.1\r\nHost: bench.apps.test\r\n\r\n")
