@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -93,9 +94,9 @@ func runRouterCommand(c *cli.Context) error {
 			return err
 		}
 		if len(addrs) == 0 {
-			addrs = []string{cmpOr(s.Addr, api.DefaultAddr)}
+			addrs = []string{cmp.Or(s.Addr, api.DefaultAddr)}
 		}
-		token = cmpOr(token, s.Token)
+		token = cmp.Or(token, s.Token)
 	}
 	if token == "" {
 		return cli.Exit("no token: pass --token (a router token: berth tokens create --role router NAME)", 2)
@@ -131,13 +132,6 @@ func runRouterCommand(c *cli.Context) error {
 	<-c.Context.Done()
 	log.Info("router shutting down")
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // startRouter starts a router fed by the control plane and returns its stop
